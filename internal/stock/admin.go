@@ -1,0 +1,192 @@
+package stock
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Levels are one SKU's counters. Stocked is false when the SKU was never
+// stocked (its available key is missing); the counters are then zero.
+type Levels struct {
+	SKU       string `json:"sku"`
+	Available int64  `json:"available"`
+	Held      int64  `json:"held"`
+	Sold      int64  `json:"sold"`
+	Stocked   bool   `json:"stocked"`
+}
+
+// Total is every unit the SKU has been stocked with and not taken back:
+// available + held + sold (invariant I1).
+func (l Levels) Total() int64 { return l.Available + l.Held + l.Sold }
+
+// Set makes exactly qty units of sku available now, leaving held and sold
+// alone, and returns the new levels.
+func (g *Gate) Set(ctx context.Context, sku string, qty int64) (Levels, error) {
+	if qty < 0 {
+		return Levels{}, fmt.Errorf("%w: quantity %d must be >= 0", ErrInvalid, qty)
+	}
+	return g.adjust(ctx, setScript, "set", sku, qty)
+}
+
+// Add restocks sku by qty (>= 1) units and returns the new levels.
+func (g *Gate) Add(ctx context.Context, sku string, qty int64) (Levels, error) {
+	if qty < 1 {
+		return Levels{}, fmt.Errorf("%w: quantity %d must be >= 1", ErrInvalid, qty)
+	}
+	return g.adjust(ctx, addScript, "add", sku, qty)
+}
+
+func (g *Gate) adjust(ctx context.Context, s *redis.Script, op, sku string, qty int64) (Levels, error) {
+	if err := CheckSKU(sku); err != nil {
+		return Levels{}, err
+	}
+	// Register first: a SKU with stock but missing from the set would be
+	// invisible to the sweeper and to reconcile.
+	if err := g.rdb.SAdd(ctx, SKUsKey, sku).Err(); err != nil {
+		return Levels{}, fmt.Errorf("%s %s: %w", op, sku, err)
+	}
+	keys := []string{AvailKey(sku), HeldKey(sku), SoldKey(sku)}
+	res, err := runInts(ctx, s, g.rdb, keys, []any{strconv.FormatInt(qty, 10)}, 3)
+	if err != nil {
+		return Levels{}, fmt.Errorf("%s %s: %w", op, sku, err)
+	}
+	if res[0] < 0 {
+		return Levels{}, fmt.Errorf("%w: %s %s %d refused (out of range or corrupt counters)", ErrInvalid, op, sku, qty)
+	}
+	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
+}
+
+// Show returns the levels of skus, or of every registered SKU when none are
+// given, sorted by SKU. Each SKU's three counters are read in one MGET, so
+// they are consistent with each other.
+func (g *Gate) Show(ctx context.Context, skus ...string) ([]Levels, error) {
+	if len(skus) == 0 {
+		var err error
+		if skus, err = g.SKUs(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range skus {
+		if err := CheckSKU(s); err != nil {
+			return nil, err
+		}
+	}
+	cmds := make([]*redis.SliceCmd, len(skus))
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, s := range skus {
+			cmds[i] = p.MGet(ctx, AvailKey(s), HeldKey(s), SoldKey(s))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("show: %w", err)
+	}
+	out := make([]Levels, len(skus))
+	for i, s := range skus {
+		vals := cmds[i].Val()
+		l := Levels{SKU: s, Stocked: vals[0] != nil}
+		for j, dst := range []*int64{&l.Available, &l.Held, &l.Sold} {
+			if vals[j] == nil {
+				continue
+			}
+			n, err := strconv.ParseInt(fmt.Sprint(vals[j]), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("show %s: corrupt counter: %w", s, err)
+			}
+			*dst = n
+		}
+		out[i] = l
+	}
+	slices.SortFunc(out, func(a, b Levels) int { return cmp.Compare(a.SKU, b.SKU) })
+	return out, nil
+}
+
+// SKUs lists every SKU that Set or Add ever stocked, sorted.
+func (g *Gate) SKUs(ctx context.Context) ([]string, error) {
+	skus, err := g.rdb.SMembers(ctx, SKUsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list skus: %w", err)
+	}
+	slices.Sort(skus)
+	return skus, nil
+}
+
+// Hold is one order's hold on one SKU.
+type Hold struct {
+	SKU      string
+	OrderID  string
+	Deadline time.Time
+}
+
+// ExpiredHolds lists up to limit holds whose deadline is at or before now,
+// across every registered SKU. The sweeper decides what to do with each.
+func (g *Gate) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error) {
+	skus, err := g.SKUs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Hold
+	for _, sku := range skus {
+		if len(out) >= limit {
+			break
+		}
+		zs, err := g.rdb.ZRangeByScoreWithScores(ctx, DeadlinesKey(sku), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit - len(out)),
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("expired holds of %s: %w", sku, err)
+		}
+		for _, z := range zs {
+			out = append(out, Hold{SKU: sku, OrderID: z.Member.(string), Deadline: time.UnixMilli(int64(z.Score))})
+		}
+	}
+	return out, nil
+}
+
+// OpenHolds counts the holds not yet released or committed, across every
+// registered SKU.
+func (g *Gate) OpenHolds(ctx context.Context) (int64, error) {
+	skus, err := g.SKUs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, sku := range skus {
+		c, err := g.rdb.ZCard(ctx, DeadlinesKey(sku)).Result()
+		if err != nil {
+			return 0, fmt.Errorf("count holds of %s: %w", sku, err)
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// ErrRateLimited is returned by Allow when the customer is over the limit.
+var ErrRateLimited = errors.New("rate limited")
+
+// Allow counts one attempt by customerID in a fixed window and returns
+// ErrRateLimited once more than limit attempts fall in it.
+func (g *Gate) Allow(ctx context.Context, customerID string, limit int, window time.Duration) error {
+	if customerID == "" || limit < 1 || window < time.Millisecond {
+		return fmt.Errorf("%w: rate limit needs a customer, limit >= 1 and window >= 1ms", ErrInvalid)
+	}
+	res, err := runInts(ctx, rateLimitScript, g.rdb, []string{RateKey(customerID)},
+		[]any{strconv.Itoa(limit), strconv.FormatInt(window.Milliseconds(), 10)}, 2)
+	if err != nil {
+		return fmt.Errorf("rate limit %s: %w", customerID, err)
+	}
+	switch res[0] {
+	case 1:
+		return nil
+	case 0:
+		return ErrRateLimited
+	}
+	return fmt.Errorf("%w: rate limit script refused its arguments", ErrInvalid)
+}

@@ -1,0 +1,293 @@
+// Package testsvc gives tests real services of their own: a private
+// redis-server on a free port and a private Postgres database on the shared
+// server. It never flushes, stops or reconfigures the machine's shared Redis
+// or Postgres, so test packages can run in parallel with each other and with
+// whatever else uses those services.
+//
+// It is imported only from _test.go files and test harnesses.
+package testsvc
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultAdminURL is the Postgres the tests create their databases on when
+// TEST_DATABASE_URL is not set: the machine's shared server with trust auth.
+const DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Redis is a redis-server process owned by one test package or test.
+type Redis struct {
+	Addr string
+	Dir  string
+	cmd  *exec.Cmd
+	args []string
+}
+
+// URL is the redis:// URL of database db on this server.
+func (r *Redis) URL(db int) string { return fmt.Sprintf("redis://%s/%d", r.Addr, db) }
+
+// Client returns a new go-redis client on database db.
+func (r *Redis) Client(db int) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: r.Addr, DB: db})
+}
+
+// FreePort asks the kernel for a free TCP port on loopback.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartRedis starts a redis-server on a free loopback port with its data in
+// dir (a fresh temp dir when empty). extra are additional config arguments
+// such as "--appendonly", "yes". Call Stop when done.
+func StartRedis(dir string, extra ...string) (*Redis, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found on PATH (make test installs it): %w", err)
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "stockgate-redis-"); err != nil {
+			return nil, err
+		}
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", dir, "--save", "", "--appendonly", "no",
+		"--maxmemory-policy", "noeviction", "--databases", "16",
+	}
+	args = append(args, extra...)
+	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, args: append([]string{bin}, args...)}
+	if err := r.Start(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Start (re)starts the server process with the arguments it was created with.
+func (r *Redis) Start() error {
+	r.cmd = exec.Command(r.args[0], r.args[1:]...)
+	r.cmd.Stdout, r.cmd.Stderr = nil, nil
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.Stop()
+			return fmt.Errorf("redis-server on %s did not answer: %w", r.Addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL: a crash, not a shutdown) and waits for it.
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// NewRedis starts a private redis-server for one test and stops it at cleanup.
+func NewRedis(tb testing.TB, extra ...string) *Redis {
+	tb.Helper()
+	r, err := StartRedis(tb.TempDir(), extra...)
+	if err != nil {
+		tb.Fatalf("StartRedis: %v", err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+var (
+	pkgRedisOnce sync.Once
+	pkgRedis     *Redis
+	pkgRedisErr  error
+	pkgDBMu      sync.Mutex
+	pkgDBNext    = 1
+)
+
+// SharedRedis is one private redis-server per test binary (per package),
+// started on first use. Stop it from TestMain with StopShared.
+func SharedRedis(tb testing.TB) *Redis {
+	tb.Helper()
+	pkgRedisOnce.Do(func() { pkgRedis, pkgRedisErr = StartRedis("") })
+	if pkgRedisErr != nil {
+		tb.Fatalf("StartRedis: %v", pkgRedisErr)
+	}
+	return pkgRedis
+}
+
+// RedisDB hands a test its own database number on the package's private
+// server, flushed before use and after the test. With 16 databases, at most
+// 15 tests of one package may hold one at a time; DB 0 is left alone.
+func RedisDB(tb testing.TB) (*Redis, int, *redis.Client) {
+	tb.Helper()
+	r := SharedRedis(tb)
+	pkgDBMu.Lock()
+	db := pkgDBNext
+	pkgDBNext++
+	if pkgDBNext > 15 {
+		pkgDBNext = 1
+	}
+	pkgDBMu.Unlock()
+	c := r.Client(db)
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		tb.Fatalf("FLUSHDB %d: %v", db, err)
+	}
+	tb.Cleanup(func() {
+		_ = c.FlushDB(context.Background()).Err()
+		_ = c.Close()
+	})
+	return r, db, c
+}
+
+// StopShared stops the package's private redis-server and drops the
+// package's databases, if any were made. Call it from TestMain.
+func StopShared() {
+	if pkgRedis != nil {
+		pkgRedis.Stop()
+		_ = os.RemoveAll(pkgRedis.Dir)
+	}
+	dropAll()
+}
+
+// AdminURL is the Postgres URL tests create their databases through.
+func AdminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultAdminURL
+}
+
+var (
+	dbMu      sync.Mutex
+	createdDB []string
+)
+
+// NewDatabase creates an empty database with a unique name on the test
+// Postgres server and returns its URL. It is dropped at the test's cleanup.
+func NewDatabase(tb testing.TB) string {
+	tb.Helper()
+	u, name, err := CreateDatabase(context.Background())
+	if err != nil {
+		tb.Fatalf("CreateDatabase: %v", err)
+	}
+	tb.Cleanup(func() { _ = DropDatabase(context.Background(), name) })
+	return u
+}
+
+// CreateDatabase creates a uniquely named database and returns its URL and
+// name. StopShared drops any that are still there.
+func CreateDatabase(ctx context.Context) (dsn, name string, err error) {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name = "stockgate_test_" + hex.EncodeToString(b)
+	conn, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return "", "", fmt.Errorf("connect to test postgres (set TEST_DATABASE_URL): %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", "", err
+	}
+	dbMu.Lock()
+	createdDB = append(createdDB, name)
+	dbMu.Unlock()
+	pu, err := url.Parse(AdminURL())
+	if err != nil {
+		return "", "", err
+	}
+	pu.Path = "/" + name
+	return pu.String(), name, nil
+}
+
+// DropDatabase drops a database made by CreateDatabase, closing its sessions.
+func DropDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	return err
+}
+
+func dropAll() {
+	dbMu.Lock()
+	names := createdDB
+	createdDB = nil
+	dbMu.Unlock()
+	for _, n := range names {
+		_ = DropDatabase(context.Background(), n)
+	}
+}
+
+// Poll calls cond every 10ms until it returns true or timeout passes, and
+// fails the test with msg when it never does. Tests wait with Poll, never Sleep.
+func Poll(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for: %s", timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// RepoRoot finds the module root from the test's working directory.
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			s := bufio.NewScanner(strings.NewReader(string(b)))
+			if s.Scan() && strings.Contains(s.Text(), "stockgate") {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("module root not found")
+		}
+		dir = parent
+	}
+}
