@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/conn"
+	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/stock"
+)
+
+// Summary is what flash-sale prints; with --json it is one object with
+// these keys (a contract: load scripts parse it).
+type Summary struct {
+	Enqueued     int       `json:"enqueued"`
+	Confirmed    int       `json:"confirmed"`
+	Rejected     int       `json:"rejected"`
+	Failed       int       `json:"failed"`
+	Expired      int       `json:"expired"`
+	Seconds      float64   `json:"seconds"`
+	OrdersPerSec float64   `json:"orders_per_sec"`
+	LatencyMS    Latencies `json:"latency_ms"`
+}
+
+// Latencies are from placed_at to decided_at, in milliseconds.
+type Latencies struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+}
+
+type saleFlags struct {
+	sku         string
+	buyers      int
+	qty         int64
+	concurrency int
+	wait        bool
+	asJSON      bool
+	waitTimeout time.Duration
+}
+
+func flashSale(ctx context.Context, e *env, args []string) error {
+	var f saleFlags
+	fs, err := subFlags("flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&f.sku, "sku", "", "the SKU every buyer orders (required)")
+			fs.IntVar(&f.buyers, "buyers", 0, "number of one-line orders, each from a distinct customer (required)")
+			fs.Int64Var(&f.qty, "qty", 1, "units per order")
+			fs.IntVar(&f.concurrency, "concurrency", 32, "orders enqueued in parallel")
+			fs.BoolVar(&f.wait, "wait", false, "wait until every order has its row in Postgres, then summarise outcomes and latency")
+			fs.BoolVar(&f.asJSON, "json", false, "print the summary as one JSON object")
+			fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Minute, "give up waiting after this long")
+		})
+	if err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected argument %q", config.ErrUsage, fs.Arg(0))
+	case f.sku == "":
+		return fmt.Errorf("%w: --sku is required", config.ErrUsage)
+	case f.buyers < 1 || f.buyers > 10_000_000:
+		return fmt.Errorf("%w: --buyers must be 1..10000000", config.ErrUsage)
+	case f.concurrency < 1 || f.concurrency > 1024:
+		return fmt.Errorf("%w: --concurrency must be 1..1024", config.ErrUsage)
+	}
+	if err := stock.CheckSKU(f.sku); err != nil {
+		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	if f.qty < 1 || f.qty > stock.MaxQty {
+		return fmt.Errorf("%w: --qty must be 1..%d", config.ErrUsage, stock.MaxQty)
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var store *orders.Store
+	var gate *stock.Gate
+	if f.wait {
+		// Connect before enqueueing: finding Postgres down after the sale
+		// started would leave the caller without a summary.
+		pool, err := conn.Postgres(ctx, e.conn.DatabaseURL, nil)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		rdb, err := conn.Redis(ctx, e.conn.RedisURL)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		store, gate = orders.NewStore(pool), stock.New(rdb, stock.Config{})
+	}
+
+	run := newID("fs-")
+	ids := make([]string, f.buyers)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", run, i+1)
+	}
+	prog := newProgress(e.stderr)
+	start := time.Now()
+	enqueued, err := enqueueAll(ctx, e.client, ids, run, f, prog)
+	prog.done(fmt.Sprintf("enqueued %d/%d orders in %.2fs", enqueued, f.buyers, time.Since(start).Seconds()))
+	if err != nil {
+		return fmt.Errorf("%w (%d of %d enqueued)", err, enqueued, f.buyers)
+	}
+	sum := Summary{Enqueued: enqueued}
+	if !f.wait {
+		sum.Seconds = time.Since(start).Seconds()
+		sum.OrdersPerSec = float64(enqueued) / sum.Seconds
+		return printSummary(e.stdout, sum, f.asJSON)
+	}
+
+	st, err := waitDecided(ctx, store, ids, f.waitTimeout, prog)
+	if err != nil {
+		return err
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	// Rows land a moment before their holds are committed; wait for that
+	// too, so a reconcile right after --wait sees a settled system.
+	if err := waitSettled(ctx, gate, f.sku, 30*time.Second); err != nil {
+		return err
+	}
+	sum.Confirmed, sum.Rejected, sum.Failed, sum.Expired = st.Confirmed, st.Rejected, st.Failed, st.Expired
+	sum.OrdersPerSec = float64(st.Decided) / sum.Seconds
+	sum.LatencyMS = Latencies{P50: ms(st.P50), P95: ms(st.P95), P99: ms(st.P99)}
+	return printSummary(e.stdout, sum, f.asJSON)
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*100) / 100 }
+
+func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string, f saleFlags, prog *progress) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var n atomic.Int64
+	var firstErr error
+	var once sync.Once
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range f.concurrency {
+		wg.Go(func() {
+			for i := range next {
+				now := time.Now().UTC()
+				o := orders.Order{
+					OrderID:    ids[i],
+					CustomerID: fmt.Sprintf("c-%s-%d", run, i+1),
+					Lines:      []orders.Line{{SKU: f.sku, Qty: f.qty}},
+					PlacedAt:   &now,
+				}
+				if _, err := c.Submit(ctx, o); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					continue
+				}
+				prog.set("enqueued", int(n.Add(1)), len(ids))
+			}
+		})
+	}
+feed:
+	for i := range ids {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return int(n.Load()), firstErr
+}
+
+func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout time.Duration, prog *progress) (orders.Stats, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := store.Stats(ctx, ids)
+		if err != nil {
+			return st, err
+		}
+		prog.set("decided", st.Decided, len(ids))
+		if st.Decided >= len(ids) {
+			prog.done(fmt.Sprintf("decided %d/%d orders", st.Decided, len(ids)))
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			prog.done("")
+			return st, fmt.Errorf("gave up after %v: %d of %d orders have no row yet (is a worker running?)",
+				timeout, len(ids)-st.Decided, len(ids))
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func waitSettled(ctx context.Context, gate *stock.Gate, sku string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		lv, err := gate.Show(ctx, sku)
+		if err != nil {
+			return err
+		}
+		if len(lv) == 1 && lv[0].Held == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("every order has its row but %d units of %s are still held after %v", lv[0].Held, sku, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func printSummary(w io.Writer, s Summary, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(s)
+	}
+	_, err := fmt.Fprintf(w, `enqueued   %d
+confirmed  %d
+rejected   %d
+failed     %d
+expired    %d
+seconds    %.2f
+orders/s   %.0f
+latency    p50 %.1fms  p95 %.1fms  p99 %.1fms (placed_at to decided_at)
+`, s.Enqueued, s.Confirmed, s.Rejected, s.Failed, s.Expired, s.Seconds, s.OrdersPerSec,
+		s.LatencyMS.P50, s.LatencyMS.P95, s.LatencyMS.P99)
+	return err
+}
+
+// progress draws a bar on a terminal and plain lines otherwise, on stderr
+// so that stdout stays the summary alone.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	tty   bool
+	last  time.Time
+	shown bool
+}
+
+func newProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, tty: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (p *progress) set(what string, n, total int) {
+	if !p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n < total && time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	filled := width * n / max(total, 1)
+	fmt.Fprintf(p.w, "\r%-8s [%s%s] %d/%d", what, strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, total)
+	p.shown = true
+}
+
+func (p *progress) done(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
+	if line != "" {
+		fmt.Fprintln(p.w, line)
+	}
+}

@@ -1,0 +1,285 @@
+// Command enqueue is the storefront side of stockgate: it places one order,
+// a file of orders, or a whole flash sale on the orders queue.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/orders"
+)
+
+const usage = `enqueue places orders on stockgate's "orders" queue.
+
+Usage:
+  enqueue [flags] order [--id ID] --customer C SKU=QTY [SKU=QTY…]
+  enqueue [flags] file PATH|-        one JSON order per line (NDJSON); - reads stdin
+  enqueue [flags] flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]
+
+Run "enqueue COMMAND -h" for a command's flags.
+
+Flags (before the command):
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+type env struct {
+	conn   config.Conn
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	client *orders.Client
+	close  func()
+
+	clientConfig orders.ClientConfig
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e.conn.Register(fs)
+	var ccfg orders.ClientConfig
+	fs.DurationVar(&ccfg.Retention, "retention", orders.DefaultRetention,
+		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
+	fs.IntVar(&ccfg.MaxRetry, "max-retry", orders.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	var cmdFn func(context.Context, *env, []string) error
+	switch cmd {
+	case "order":
+		cmdFn = placeOrder
+	case "file":
+		cmdFn = placeFile
+	case "flash-sale":
+		cmdFn = flashSale
+	case "help":
+		fs.Usage()
+		return 0
+	default:
+		fmt.Fprintf(stderr, "enqueue: unknown command %q (want order, file or flash-sale; see enqueue -h)\n", cmd)
+		return 2
+	}
+	e.clientConfig = ccfg
+	err := cmdFn(ctx, e, rest)
+	if e.close != nil {
+		e.close()
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, config.ErrUsage):
+		fmt.Fprintf(stderr, "enqueue %s: %v\n", cmd, err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "enqueue %s: %v\n", cmd, err)
+	return 1
+}
+
+// connect opens the Asynq client lazily, after argument checks, so a usage
+// error never waits on a network timeout.
+func (e *env) connect() error {
+	opt, err := config.RedisOptions(e.conn.RedisURL)
+	if err != nil {
+		return err
+	}
+	ac := asynq.NewClient(config.AsynqRedisOpt(opt))
+	e.client = orders.NewClient(ac, e.clientConfig)
+	e.close = func() { _ = ac.Close() }
+	return nil
+}
+
+func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	define(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: enqueue [flags] %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	return fs, nil
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + strconv.FormatInt(time.Now().Unix(), 36) + "-" + hex.EncodeToString(b)
+}
+
+// ParseLines turns SKU=QTY arguments into order lines.
+func ParseLines(args []string) ([]orders.Line, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%w: at least one SKU=QTY is required", config.ErrUsage)
+	}
+	lines := make([]orders.Line, 0, len(args))
+	for _, a := range args {
+		sku, q, ok := strings.Cut(a, "=")
+		if !ok || sku == "" {
+			return nil, fmt.Errorf("%w: %q is not SKU=QTY", config.ErrUsage, a)
+		}
+		qty, err := strconv.ParseInt(q, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: quantity in %q is not an integer", config.ErrUsage, a)
+		}
+		lines = append(lines, orders.Line{SKU: sku, Qty: qty})
+	}
+	return lines, nil
+}
+
+func placeOrder(ctx context.Context, e *env, args []string) error {
+	var id, customer string
+	fs, err := subFlags("order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
+		fs.StringVar(&customer, "customer", "", "customer id (required)")
+	})
+	if err != nil {
+		return err
+	}
+	if customer == "" {
+		return fmt.Errorf("%w: --customer is required", config.ErrUsage)
+	}
+	lines, err := ParseLines(fs.Args())
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		id = newID("o-")
+	}
+	now := time.Now().UTC()
+	o := orders.Order{OrderID: id, CustomerID: customer, Lines: lines, PlacedAt: &now}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	if _, err := e.client.Submit(ctx, o); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "enqueued order %s\n", id)
+	return nil
+}
+
+// maxLine bounds one NDJSON line: a payload over the limit is reported,
+// not buffered without end.
+const maxLine = orders.MaxPayloadBytes + 1
+
+func placeFile(ctx context.Context, e *env, args []string) error {
+	fs, err := subFlags("file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want one PATH, or - for stdin", config.ErrUsage)
+	}
+	in := e.stdin
+	if p := fs.Arg(0); p != "-" {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(in, 64<<10)
+	var enqueued, invalid, duplicate, lineNo int
+	for {
+		line, tooLong, err := readLine(r, maxLine)
+		if errors.Is(err, io.EOF) && len(line) == 0 && !tooLong {
+			break
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read line %d: %w", lineNo+1, err)
+		}
+		lineNo++
+		if len(strings.TrimSpace(string(line))) == 0 && !tooLong {
+			continue
+		}
+		if tooLong {
+			invalid++
+			fmt.Fprintf(e.stderr, "line %d: invalid: payload is larger than %d bytes\n", lineNo, orders.MaxPayloadBytes)
+			continue
+		}
+		o, derr := orders.Decode(line)
+		if derr != nil {
+			invalid++
+			fmt.Fprintf(e.stderr, "line %d: %v\n", lineNo, derr)
+			continue
+		}
+		if _, serr := e.client.Submit(ctx, o); errors.Is(serr, orders.ErrDuplicate) {
+			duplicate++
+			fmt.Fprintf(e.stderr, "line %d: %v\n", lineNo, serr)
+		} else if serr != nil {
+			return fmt.Errorf("line %d: %w (%d enqueued before it)", lineNo, serr, enqueued)
+		} else {
+			enqueued++
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+	}
+	fmt.Fprintf(e.stdout, "enqueued %d, invalid %d, duplicate %d\n", enqueued, invalid, duplicate)
+	if invalid+duplicate > 0 {
+		return fmt.Errorf("%d of %d lines were not enqueued", invalid+duplicate, enqueued+invalid+duplicate)
+	}
+	return nil
+}
+
+// readLine reads one line without its newline. A line longer than max is
+// consumed and reported as tooLong, never held in memory whole.
+func readLine(r *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, isPrefix, err := r.ReadLine()
+		if !tooLong {
+			line = append(line, chunk...)
+			if len(line) > max {
+				tooLong, line = true, nil
+			}
+		}
+		if err != nil || !isPrefix {
+			return line, tooLong, err
+		}
+	}
+}

@@ -1,0 +1,296 @@
+// Command stockctl is the operator's tool: apply migrations, set and restock
+// SKUs, show stock levels and reconcile Redis with Postgres.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/conn"
+	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/reconcile"
+	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/migrations"
+)
+
+const usage = `stockctl manages stockgate's stock and schema.
+
+Usage:
+  stockctl [flags] migrate             apply pending database migrations
+  stockctl [flags] set SKU QTY         make exactly QTY units of SKU available now
+  stockctl [flags] add SKU QTY         restock SKU by QTY units
+  stockctl [flags] show [--json] [SKU…] show available, held and sold per SKU
+  stockctl [flags] reconcile           compare Redis with Postgres; exit 1 on drift
+
+Flags (before the command):
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitDrift is reconcile's exit status when Redis and Postgres disagree.
+const exitDrift = 1
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stockctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config.Conn
+	cfg.Register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	var err error
+	switch cmd {
+	case "migrate":
+		err = migrate(ctx, cfg, rest, stdout, stderr)
+	case "set", "add":
+		err = adjust(ctx, cfg, cmd, rest, stdout, stderr)
+	case "show":
+		err = show(ctx, cfg, rest, stdout, stderr)
+	case "reconcile":
+		var drift bool
+		drift, err = reconcileCmd(ctx, cfg, rest, stdout, stderr)
+		if err == nil && drift {
+			return exitDrift
+		}
+	case "help", "-h", "--help":
+		fs.Usage()
+		return 0
+	default:
+		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show or reconcile)", config.ErrUsage, cmd)
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "stockctl %s: %v\n", cmd, err)
+	if errors.Is(err, config.ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
+// subFlags parses a subcommand's own flags; -h prints its usage.
+func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet("stockctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if define != nil {
+		define(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: stockctl [flags] %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	return fs, nil
+}
+
+func migrate(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
+	fs, err := subFlags("migrate", "migrate", stderr, args, nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: migrate takes no arguments", config.ErrUsage)
+	}
+	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := migrations.Up(ctx, pool)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "migrations applied: %d, schema version %d\n", len(res.Applied), res.Version)
+	return nil
+}
+
+func parseQty(s string, min int64) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < min {
+		return 0, fmt.Errorf("%w: QTY %q must be an integer >= %d", config.ErrUsage, s, min)
+	}
+	return n, nil
+}
+
+func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdout, stderr io.Writer) error {
+	fs, err := subFlags(op, op+" SKU QTY", stderr, args, nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w: want %s SKU QTY", config.ErrUsage, op)
+	}
+	sku := fs.Arg(0)
+	if err := stock.CheckSKU(sku); err != nil {
+		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	qty, err := parseQty(fs.Arg(1), map[string]int64{"set": 0, "add": 1}[op])
+	if err != nil {
+		return err
+	}
+	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	gate := stock.New(rdb, stock.Config{})
+	var lv stock.Levels
+	if op == "set" {
+		lv, err = gate.Set(ctx, sku, qty)
+	} else {
+		lv, err = gate.Add(ctx, sku, qty)
+	}
+	if err != nil {
+		return err
+	}
+	// The catalogue keeps the stocked total so reconcile can tell a lost
+	// Redis counter from a sale. Redis changed first: if this write fails,
+	// reconcile reports the drift and re-running the command mends it.
+	if err := orders.NewStore(pool).RecordStock(ctx, sku, lv.Total()); err != nil {
+		return fmt.Errorf("stock changed in redis but the catalogue was not updated (re-run to mend): %w", err)
+	}
+	fmt.Fprintf(stdout, "%s: available %d, held %d, sold %d\n", lv.SKU, lv.Available, lv.Held, lv.Sold)
+	return nil
+}
+
+func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	fs, err := subFlags("show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {sku, available, held, sold, stocked}")
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range fs.Args() {
+		if err := stock.CheckSKU(s); err != nil {
+			return fmt.Errorf("%w: %v", config.ErrUsage, err)
+		}
+	}
+	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	levels, err := stock.New(rdb, stock.Config{}).Show(ctx, fs.Args()...)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if levels == nil {
+			levels = []stock.Levels{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(levels)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SKU\tAVAILABLE\tHELD\tSOLD\t")
+	for _, l := range levels {
+		if !l.Stocked {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t(not stocked)\n", l.SKU)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l.SKU, l.Available, l.Held, l.Sold)
+	}
+	return tw.Flush()
+}
+
+// reconcile compares, per SKU, Redis's counters with Postgres: the stocked
+// total with the catalogue, and sold with the confirmed quantities. It is
+// meant for a quiet system: orders in flight show up as held units and,
+// between their row and their commit, as sold drift.
+func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) (bool, error) {
+	var asJSON bool
+	fs, err := subFlags("reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the comparison as a JSON array")
+	})
+	if err != nil {
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("%w: reconcile takes no arguments", config.ErrUsage)
+	}
+	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	if err != nil {
+		return false, err
+	}
+	defer rdb.Close()
+	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
+	if err != nil {
+		return false, err
+	}
+	defer pool.Close()
+	rows, err := reconcile.Compare(ctx, stock.New(rdb, stock.Config{}), orders.NewStore(pool))
+	if err != nil {
+		return false, err
+	}
+	drift := slices.ContainsFunc(rows, func(r reconcile.Row) bool { return len(r.Drift) > 0 })
+	if asJSON {
+		if rows == nil {
+			rows = []reconcile.Row{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return drift, enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SKU\tSTOCKED(pg)\tTOTAL(redis)\tAVAILABLE\tHELD\tSOLD\tCONFIRMED(pg)\tSTATUS")
+	for _, r := range rows {
+		status := "ok"
+		if len(r.Drift) > 0 {
+			status = "DRIFT: " + strings.Join(r.Drift, "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.SKU, r.Stocked, r.Total, r.Available, r.Held, r.Sold, r.Confirmed, status)
+	}
+	if err := tw.Flush(); err != nil {
+		return drift, err
+	}
+	if drift {
+		fmt.Fprintln(stderr, "stockctl reconcile: redis and postgres disagree (see DRIFT rows above)")
+	} else {
+		fmt.Fprintf(stdout, "reconcile: %d SKUs agree\n", len(rows))
+	}
+	return drift, nil
+}

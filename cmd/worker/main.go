@@ -1,0 +1,182 @@
+// Command worker is the stockgate server: it applies pending migrations,
+// serves the orders queue, sweeps expired holds and exposes the admin HTTP
+// endpoints, until SIGINT or SIGTERM, then drains gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stockgate/stockgate/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseConfig(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// Config is everything the worker reads from flags and the environment.
+type Config struct {
+	Conn               config.Conn
+	Concurrency        int
+	AdminAddr          string
+	AdminUser          string
+	AdminPassword      string // from ADMIN_PASSWORD only: flags show up in ps
+	MonitoringWritable bool
+	ShutdownTimeout    time.Duration
+	HoldTTL            time.Duration
+	HandlerTimeout     time.Duration
+	SweepInterval      time.Duration
+	RateLimit          int
+	RateWindow         time.Duration
+	RetryBase          time.Duration
+	RetryMax           time.Duration
+	LogLevel           string
+}
+
+const usage = `worker serves stockgate's orders queue.
+
+It applies pending migrations (under an advisory lock, so several workers may
+start at once), then processes order:place tasks, sweeps expired holds and
+serves /healthz, /readyz, /metrics and /monitoring/ on the admin address,
+until SIGINT or SIGTERM, when it stops taking tasks and drains.
+
+Usage:
+  worker [--concurrency N] [--admin-addr HOST:PORT] [flags]
+
+Every flag also reads an environment variable, shown in brackets; the flag
+wins. Basic auth for the admin endpoints comes from ADMIN_USER and
+ADMIN_PASSWORD; a non-loopback --admin-addr needs them.
+
+Flags:
+`
+
+func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	c.Conn.Register(fs)
+	var errs []error
+	envInt := func(k string, d int) int {
+		v, err := config.EnvInt(k, d)
+		errs = append(errs, err)
+		return v
+	}
+	envDur := func(k string, d time.Duration) time.Duration {
+		v, err := config.EnvDuration(k, d)
+		errs = append(errs, err)
+		return v
+	}
+	fs.IntVar(&c.Concurrency, "concurrency", envInt("CONCURRENCY", 32), "orders processed at once [CONCURRENCY]")
+	fs.StringVar(&c.AdminAddr, "admin-addr", config.Env("ADMIN_ADDR", "127.0.0.1:8080"),
+		"admin HTTP address for /healthz, /readyz, /metrics, /monitoring/ [ADMIN_ADDR]")
+	fs.BoolVar(&c.MonitoringWritable, "monitoring-writable", os.Getenv("MONITORING_WRITABLE") == "true",
+		"let /monitoring/ delete, retry and archive tasks (read-only otherwise) [MONITORING_WRITABLE]")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDur("SHUTDOWN_TIMEOUT", 20*time.Second),
+		"on SIGTERM, how long running orders may finish before their tasks are handed back to the queue [SHUTDOWN_TIMEOUT]")
+	fs.DurationVar(&c.HoldTTL, "hold-ttl", envDur("HOLD_TTL", 5*time.Minute),
+		"how long an undecided reservation lives before the sweeper expires it [HOLD_TTL]")
+	fs.DurationVar(&c.HandlerTimeout, "handler-timeout", envDur("HANDLER_TIMEOUT", 30*time.Second),
+		"time limit for one processing attempt [HANDLER_TIMEOUT]")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", envDur("SWEEP_INTERVAL", 10*time.Second),
+		"how often the hold sweeper runs [SWEEP_INTERVAL]")
+	fs.IntVar(&c.RateLimit, "rate-limit", envInt("RATE_LIMIT", 0), "orders one customer may place per --rate-window; 0 is off [RATE_LIMIT]")
+	fs.DurationVar(&c.RateWindow, "rate-window", envDur("RATE_WINDOW", time.Minute), "the rate limit's window [RATE_WINDOW]")
+	fs.DurationVar(&c.RetryBase, "retry-base", envDur("RETRY_BASE", time.Second),
+		"first retry delay after an infrastructure error; doubles per attempt [RETRY_BASE]")
+	fs.DurationVar(&c.RetryMax, "retry-max", envDur("RETRY_MAX", time.Minute), "longest retry delay [RETRY_MAX]")
+	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see worker -h)", fs.Arg(0))
+	}
+	c.AdminUser = os.Getenv("ADMIN_USER")
+	c.AdminPassword = os.Getenv("ADMIN_PASSWORD")
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Concurrency < 1 || c.Concurrency > 10000:
+		return fmt.Errorf("--concurrency %d must be 1..10000", c.Concurrency)
+	case c.ShutdownTimeout <= 0:
+		return errors.New("--shutdown-timeout must be positive")
+	case c.HandlerTimeout <= 0:
+		return errors.New("--handler-timeout must be positive")
+	case c.HoldTTL < 2*c.HandlerTimeout:
+		return fmt.Errorf("--hold-ttl %v must be at least twice --handler-timeout %v, or the sweeper could expire orders still in progress", c.HoldTTL, c.HandlerTimeout)
+	case c.SweepInterval <= 0:
+		return errors.New("--sweep-interval must be positive")
+	case c.RateLimit < 0:
+		return errors.New("--rate-limit must be >= 0")
+	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
+		return errors.New("--retry-base must be positive and at most --retry-max")
+	case (c.AdminUser == "") != (c.AdminPassword == ""):
+		return errors.New("set both ADMIN_USER and ADMIN_PASSWORD, or neither")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// logAttrs is the config as logged at start: URLs redacted, no password.
+func (c Config) logAttrs() []any {
+	return []any{
+		"redis_url", config.Redact(c.Conn.RedisURL),
+		"database_url", config.Redact(c.Conn.DatabaseURL),
+		"concurrency", c.Concurrency, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
+		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),
+		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
+		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(),
+	}
+}
+
+// retryDelay is exponential backoff from RetryBase, capped at RetryMax.
+func (c Config) retryDelay(n int) time.Duration {
+	d := c.RetryBase
+	for range min(n, 30) {
+		d *= 2
+		if d >= c.RetryMax {
+			return c.RetryMax
+		}
+	}
+	return d
+}
+
+func levelOf(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToLower(s)))
+	return l
+}

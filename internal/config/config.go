@@ -1,0 +1,148 @@
+// Package config reads the settings the stockgate commands share: the
+// Redis and Postgres URLs, from the environment and then from flags (flags
+// win). It owns URL parsing and secret redaction for those two settings; it
+// must not open connections or know about orders.
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults match `make run` on a machine with local services.
+const (
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/stockgate?sslmode=disable"
+)
+
+// Conn holds the connection settings every command needs.
+type Conn struct {
+	RedisURL    string
+	DatabaseURL string
+}
+
+// Register adds -redis-url and -database-url to fs, defaulting to the
+// REDIS_URL and DATABASE_URL environment variables.
+func (c *Conn) Register(fs *flag.FlagSet) {
+	fs.StringVar(&c.RedisURL, "redis-url", Env("REDIS_URL", DefaultRedisURL),
+		"Redis URL, redis:// or rediss:// with the DB number (env REDIS_URL)")
+	fs.StringVar(&c.DatabaseURL, "database-url", Env("DATABASE_URL", DefaultDatabaseURL),
+		"Postgres URL (env DATABASE_URL)")
+}
+
+// Env returns the environment variable key, or def when it is unset or empty.
+func Env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// EnvInt is Env for integers; a malformed value is reported, not ignored.
+func EnvInt(key string, def int) (int, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q is not an integer", key, v)
+	}
+	return n, nil
+}
+
+// EnvDuration is Env for durations such as "30s".
+func EnvDuration(key string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q is not a duration like 30s", key, v)
+	}
+	return d, nil
+}
+
+// RedisOptions parses a redis:// or rediss:// URL. rediss:// turns TLS on,
+// verifying the server against the system roots (or SSL_CERT_FILE).
+func RedisOptions(rawURL string) (*redis.Options, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return nil, fmt.Errorf("redis url %s: want redis://[user:password@]host:port/db or rediss://", Redact(rawURL))
+	}
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		// go-redis errors can quote the URL; keep the password out of them.
+		return nil, fmt.Errorf("redis url %s: %s", Redact(rawURL), strings.ReplaceAll(err.Error(), rawURL, Redact(rawURL)))
+	}
+	if opt.TLSConfig != nil && opt.TLSConfig.MinVersion == 0 {
+		opt.TLSConfig.MinVersion = tls.VersionTLS12
+	}
+	return opt, nil
+}
+
+// AsynqRedisOpt builds Asynq's connection options from go-redis options, so
+// Asynq gets the same user, password, DB and TLS as the stock client
+// (asynq.ParseRedisURI drops the ACL user name).
+func AsynqRedisOpt(o *redis.Options) asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{
+		Network:   o.Network,
+		Addr:      o.Addr,
+		Username:  o.Username,
+		Password:  o.Password,
+		DB:        o.DB,
+		TLSConfig: o.TLSConfig,
+		PoolSize:  o.PoolSize,
+	}
+}
+
+// ErrUsage marks errors caused by how a command was called; commands print
+// them with a hint to run -h and exit with status 2.
+var ErrUsage = errors.New("usage")
+
+// Redact hides the password in a URL or key=value DSN so it can be logged.
+// Unparseable input is hidden whole rather than risk printing a secret.
+func Redact(s string) string {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "[unparseable url redacted]"
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		q := u.Query()
+		changed := false
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	fields := strings.Fields(s)
+	for i, f := range fields {
+		k, _, ok := strings.Cut(f, "=")
+		if ok && strings.Contains(strings.ToLower(k), "password") {
+			fields[i] = k + "=xxxxx"
+		}
+	}
+	return strings.Join(fields, " ")
+}

@@ -1,0 +1,154 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stockgate/stockgate/internal/stock"
+)
+
+func newTestSweeper(t *testing.T, b *pipeBundle, now func() time.Time) *Sweeper {
+	t.Helper()
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Now: now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("NewSweeper: %v", err)
+	}
+	return s
+}
+
+// TestSweeper: a hold past its deadline with no row becomes expired and is
+// released exactly once; a hold of a confirmed order is committed instead.
+// Several sweepers run at once, as with several workers.
+func TestSweeper(t *testing.T) {
+	t.Parallel()
+	b := setupPipeline(t)
+	b.stockSKU(t, "SW-1", 10)
+	ctx := context.Background()
+	past := time.Now().Add(-time.Minute)
+
+	// An abandoned order: reserved, never decided.
+	if _, err := b.gate.Reserve(ctx, "sw-lost", []stock.Line{{SKU: "SW-1", Qty: 3}}, past); err != nil {
+		t.Fatalf("Reserve(sw-lost): %v", err)
+	}
+	// A confirmed order whose worker died before the commit.
+	if _, err := b.gate.Reserve(ctx, "sw-done", []stock.Line{{SKU: "SW-1", Qty: 2}}, past); err != nil {
+		t.Fatalf("Reserve(sw-done): %v", err)
+	}
+	if _, _, err := b.store.Decide(ctx, Record{OrderID: "sw-done", CustomerID: "c-1", Status: StatusConfirmed,
+		Lines: []Line{{SKU: "SW-1", Qty: 2}}}); err != nil {
+		t.Fatalf("Decide(sw-done): %v", err)
+	}
+	// A live order: its deadline is in the future, so it is left alone.
+	if _, err := b.gate.Reserve(ctx, "sw-live", []stock.Line{{SKU: "SW-1", Qty: 1}}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("Reserve(sw-live): %v", err)
+	}
+
+	var wg sync.WaitGroup
+	results := make([]SweepResult, 4)
+	for i := range results {
+		s := newTestSweeper(t, b, time.Now)
+		wg.Go(func() {
+			var err error
+			if results[i], err = s.SweepOnce(ctx); err != nil {
+				t.Errorf("SweepOnce #%d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var expired int
+	for _, r := range results {
+		expired += r.Expired
+	}
+	if expired != 1 {
+		t.Errorf("expired rows inserted across sweepers = %d, want 1: %+v", expired, results)
+	}
+
+	lost, err := b.store.Get(ctx, "sw-lost")
+	if err != nil || lost.Status != StatusExpired || lost.Reason != ReasonHoldExpired {
+		t.Errorf("Get(sw-lost) = %+v, %v; want expired/%s", lost, err, ReasonHoldExpired)
+	}
+	lv := b.levels(t, "SW-1")
+	want := stock.Levels{SKU: "SW-1", Available: 7, Held: 1, Sold: 2, Stocked: true}
+	if lv != want {
+		t.Errorf("after sweeps SW-1 = %+v, want %+v (3 released once, 2 committed, 1 still live)", lv, want)
+	}
+
+	// Sweeping again changes nothing.
+	if res, err := newTestSweeper(t, b, time.Now).SweepOnce(ctx); err != nil || res.Orders != 0 {
+		t.Errorf("second SweepOnce = %+v, %v; want nothing to do", res, err)
+	}
+	if lv := b.levels(t, "SW-1"); lv != want {
+		t.Errorf("after second sweep SW-1 = %+v, want %+v", lv, want)
+	}
+
+	// Once the live order's deadline passes it is settled too (a fake clock,
+	// not a sleep).
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if res, err := newTestSweeper(t, b, later).SweepOnce(ctx); err != nil || res.Expired != 1 {
+		t.Errorf("SweepOnce(later) = %+v, %v; want the live order expired", res, err)
+	}
+	if lv := b.assertSettled(t, "SW-1", 10); lv.Available != 8 || lv.Sold != 2 {
+		t.Errorf("SW-1 = %+v, want 8 available, 2 sold", lv)
+	}
+}
+
+// TestSweeperRacesHandler: the sweeper expires an order while a slow
+// handler is about to confirm it. Whoever writes the row first wins, and the
+// holds follow that row either way.
+func TestSweeperRacesHandler(t *testing.T) {
+	t.Parallel()
+	b := setupPipeline(t)
+	const n = 40
+	b.stockSKU(t, "SR-1", n)
+	ctx := context.Background()
+	sweepNow := make(chan struct{})
+	h := b.handler(t, HandlerConfig{hook: func(step string) error {
+		if step == "after_reserve" {
+			<-sweepNow // the hold is taken; the sweeper's clock says it is due
+		}
+		return nil
+	}})
+	// The clock runs ahead so every hold is past its deadline when swept.
+	s := newTestSweeper(t, b, func() time.Time { return time.Now().Add(time.Hour) })
+	var wg sync.WaitGroup
+	for i := range n {
+		o := oneLine(fmt.Sprintf("sr-%d", i), "c-1", "SR-1", 1)
+		task, err := b.client.NewTask(ctx, o)
+		if err != nil {
+			t.Fatalf("NewTask: %v", err)
+		}
+		wg.Go(func() {
+			if err := h.ProcessTask(context.Background(), task); err != nil {
+				t.Errorf("ProcessTask(%s) = %v, want nil", o.OrderID, err)
+			}
+		})
+	}
+	// Let the handlers and the sweeper go at the same moment.
+	close(sweepNow)
+	if _, err := s.SweepOnce(ctx); err != nil {
+		t.Logf("SweepOnce: %v", err)
+	}
+	wg.Wait()
+	if _, err := s.SweepOnce(ctx); err != nil {
+		t.Fatalf("final SweepOnce: %v", err)
+	}
+	lv := b.assertSettled(t, "SR-1", n)
+	st, err := b.store.Stats(ctx, func() []string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("sr-%d", i)
+		}
+		return ids
+	}())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.Decided != n || st.Confirmed+st.Expired != n || int64(st.Confirmed) != lv.Sold {
+		t.Errorf("Stats = %+v, sold = %d; want %d rows, each confirmed or expired, confirmed == sold", st, lv.Sold, n)
+	}
+	t.Logf("race outcome: %d confirmed, %d expired", st.Confirmed, st.Expired)
+}
