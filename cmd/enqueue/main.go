@@ -22,6 +22,7 @@ import (
 
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/telemetry"
 )
 
 const usage = `enqueue places orders on stockgate's "orders" queue.
@@ -94,10 +95,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	e.clientConfig = ccfg
-	err := cmdFn(ctx, e, rest)
+	// OTEL_* configure tracing; with none set nothing is exported.
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "stockgate-enqueue"})
+	if err != nil {
+		fmt.Fprintf(stderr, "enqueue: %v\n", err)
+		return 1
+	}
+	err = cmdFn(ctx, e, rest)
 	if e.close != nil {
 		e.close()
 	}
+	// Flush before exiting, or the spans of a short run are lost.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_ = tel.Shutdown(sctx)
+	cancel()
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0

@@ -10,36 +10,60 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/telemetry"
 	"github.com/stockgate/stockgate/migrations"
 )
+
+// stockGaugeSKUs bounds the per-SKU stock gauges: three series per SKU, for
+// the first SKUs in sort order. Larger catalogues use stockctl show.
+const stockGaugeSKUs = 100
 
 // run wires every dependency by hand, in one visible place, and blocks
 // until ctx is cancelled and the drain is over.
 func run(ctx context.Context, cfg Config, stdout io.Writer) error {
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: levelOf(cfg.LogLevel)}))
-	log.Info("worker starting", cfg.logAttrs()...)
+	log := telemetry.NewLogger(stdout, levelOf(cfg.LogLevel))
+	slog.SetDefault(log)
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "stockgate-worker", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	log.Info("worker starting", append(cfg.logAttrs(), "traces_exporter", tel.Exporter())...)
 
+	// The stock client alone is traced: Asynq's own client polls Redis all
+	// the time and would bury the order spans. Arguments stay out of spans.
 	rdb, err := conn.Redis(ctx, cfg.Conn.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	if err := redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false)); err != nil {
+		return fmt.Errorf("trace redis: %w", err)
+	}
 	checkDurability(ctx, rdb, log)
 
 	pool, err := conn.Postgres(ctx, cfg.Conn.DatabaseURL, func(pc *pgxpool.Config) {
 		// pgxpool defaults to max(4, NumCPU) connections, which would make
-		// most handlers queue for a connection. pool_max_conns in the URL wins.
+		// most handlers queue for one. pool_max_conns in the URL wins.
 		if !strings.Contains(cfg.Conn.DatabaseURL, "pool_max_conns") {
 			pc.MaxConns = int32(min(cfg.Concurrency+4, 200))
 		}
+		pc.ConnConfig.Tracer = otelpgx.NewTracer()
 	})
 	if err != nil {
 		return err
@@ -69,7 +93,36 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := asynq.NewServer(config.AsynqRedisOpt(ropt), asynq.Config{
+	qopt := config.AsynqRedisOpt(ropt)
+	inspector := asynq.NewInspector(qopt)
+	defer inspector.Close()
+	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
+		return err
+	}
+
+	// The admin server starts first: a bad --admin-addr should fail the
+	// start, not surface after orders were taken.
+	adm, err := admin.New(admin.Config{
+		Addr: cfg.AdminAddr, User: cfg.AdminUser, Password: cfg.AdminPassword,
+		Metrics:            tel.MetricsHandler(),
+		Ready:              readiness(rdb, pool),
+		RedisConnOpt:       qopt,
+		MonitoringWritable: cfg.MonitoringWritable,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := adm.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = adm.Shutdown(sctx)
+	}()
+
+	srv := asynq.NewServer(qopt, asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{orders.Queue: 1},
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -79,10 +132,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
 			n, _ := asynq.GetRetryCount(ctx)
-			log.WarnContext(ctx, "order attempt failed", "order_id", id, "attempt", n, "err", err)
+			log.WarnContext(ctx, "order attempt failed", "order_id", id, "attempt", n+1, "err", err)
 		}),
 	})
 	mux := asynq.NewServeMux()
+	mux.Use(telemetry.AsynqMiddleware())
 	mux.Handle(orders.TaskType, handler)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start queue server: %w", err)
@@ -91,7 +145,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { sweeper.Run(sweepCtx) })
-	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency)
+	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency, "admin_addr", adm.Addr())
 
 	<-ctx.Done()
 	log.Info("worker draining", "shutdown_timeout", cfg.ShutdownTimeout.String())
@@ -102,6 +156,47 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	wg.Wait()
 	log.Info("worker stopped")
 	return nil
+}
+
+// readiness is /readyz: Redis and Postgres answer and no migration is pending.
+func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		n, err := migrations.Pending(ctx, pool)
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("postgres: %d migrations pending", n)
+		}
+		return nil
+	}
+}
+
+func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
+	return errors.Join(
+		telemetry.RegisterRedisPool("stock", rdb),
+		telemetry.RegisterPgxPool(pool),
+		telemetry.RegisterQueues(in, orders.Queue),
+		telemetry.RegisterHolds(gate.OpenHolds),
+		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
+			skus, err := gate.SKUs(ctx)
+			if err != nil {
+				return nil, err
+			}
+			levels, err := gate.Show(ctx, skus[:min(len(skus), stockGaugeSKUs)]...)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]telemetry.SKULevels, len(levels))
+			for i, l := range levels {
+				out[i] = telemetry.SKULevels{SKU: l.SKU, Available: l.Available, Held: l.Held, Sold: l.Sold}
+			}
+			return out, nil
+		}, stockGaugeSKUs),
+	)
 }
 
 // checkDurability warns loudly when Redis can lose stock or queued orders:

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/stockgate/stockgate/internal/telemetry"
 )
 
 // Defaults match `make run` on a machine with local services.
@@ -112,37 +114,5 @@ func AsynqRedisOpt(o *redis.Options) asynq.RedisClientOpt {
 var ErrUsage = errors.New("usage")
 
 // Redact hides the password in a URL or key=value DSN so it can be logged.
-// Unparseable input is hidden whole rather than risk printing a secret.
-func Redact(s string) string {
-	if strings.Contains(s, "://") {
-		u, err := url.Parse(s)
-		if err != nil {
-			return "[unparseable url redacted]"
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			}
-		}
-		q := u.Query()
-		changed := false
-		for k := range q {
-			if strings.Contains(strings.ToLower(k), "password") {
-				q.Set(k, "xxxxx")
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
-	}
-	fields := strings.Fields(s)
-	for i, f := range fields {
-		k, _, ok := strings.Cut(f, "=")
-		if ok && strings.Contains(strings.ToLower(k), "password") {
-			fields[i] = k + "=xxxxx"
-		}
-	}
-	return strings.Join(fields, " ")
-}
+// It is telemetry.RedactURL, named here for the commands that print URLs.
+func Redact(s string) string { return telemetry.RedactURL(s) }

@@ -8,11 +8,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
+
+	"github.com/stockgate/stockgate/internal/telemetry"
 )
 
 // Defaults for ClientConfig.
@@ -38,7 +37,6 @@ type ClientConfig struct {
 type Client struct {
 	ac  *asynq.Client
 	cfg ClientConfig
-	tr  trace.Tracer
 }
 
 // NewClient returns a Client that enqueues through ac. The caller owns ac
@@ -46,7 +44,7 @@ type Client struct {
 func NewClient(ac *asynq.Client, cfg ClientConfig) *Client {
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
 	cfg.MaxRetry = cmp.Or(cfg.MaxRetry, DefaultMaxRetry)
-	return &Client{ac: ac, cfg: cfg, tr: otel.Tracer(instrumentation)}
+	return &Client{ac: ac, cfg: cfg}
 }
 
 // NewTask builds the order:place task for o: payload, TaskID = order id,
@@ -61,7 +59,7 @@ func (c *Client) NewTask(ctx context.Context, o Order) (*asynq.Task, error) {
 		return nil, err
 	}
 	headers := map[string]string{}
-	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+	telemetry.InjectHeaders(ctx, headers)
 	return asynq.NewTaskWithHeaders(TaskType, payload, headers,
 		asynq.TaskID(o.OrderID), asynq.Queue(Queue),
 		asynq.Retention(c.cfg.Retention), asynq.MaxRetry(c.cfg.MaxRetry)), nil
@@ -70,14 +68,9 @@ func (c *Client) NewTask(ctx context.Context, o Order) (*asynq.Task, error) {
 // Submit enqueues o. It returns ErrDuplicate when the order id was already
 // submitted and its task is still queued, running or retained.
 func (c *Client) Submit(ctx context.Context, o Order) (*asynq.TaskInfo, error) {
-	ctx, span := c.tr.Start(ctx, "order.enqueue", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "asynq"),
-			attribute.String("messaging.destination.name", Queue),
-			attribute.String("order.id", o.OrderID),
-			attribute.Int("order.lines", len(o.Lines)),
-		))
+	ctx, span := telemetry.StartProducerSpan(ctx, TaskType, Queue, o.OrderID)
 	defer span.End()
+	span.SetAttributes(attribute.String("order.id", o.OrderID), attribute.Int("order.lines", len(o.Lines)))
 	t, err := c.NewTask(ctx, o)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -86,6 +79,7 @@ func (c *Client) Submit(ctx context.Context, o Order) (*asynq.TaskInfo, error) {
 	info, err := c.ac.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		span.SetAttributes(attribute.String("order.outcome", "duplicate"))
+		span.SetStatus(codes.Error, "duplicate order id")
 		return nil, fmt.Errorf("%w: %s", ErrDuplicate, o.OrderID)
 	}
 	if err != nil {

@@ -190,7 +190,7 @@ func (h *Handler) decide(ctx context.Context, o Order, start time.Time) error {
 	// Step 2: a row already stands (a redelivery, a retry after a crash, or
 	// the sweeper got there first). Reserving now could take stock again for
 	// an order whose tombstone has expired, so follow the row instead.
-	row, err := h.store.Get(ctx, o.OrderID)
+	row, err := h.lookup(ctx, o.OrderID)
 	switch {
 	case err == nil:
 		if row.PayloadHash != "" && row.PayloadHash != o.Hash() {
@@ -341,6 +341,17 @@ func (h *Handler) reserve(ctx context.Context, o Order) error {
 	}
 	endSpan(span, err, stock.ErrOutOfStock, stock.ErrNotStocked, stock.ErrConflict)
 	return err
+}
+
+func (h *Handler) lookup(ctx context.Context, orderID string) (Record, error) {
+	ctx, span := h.tr.Start(ctx, "order.lookup", trace.WithAttributes(attribute.String("order.id", orderID)))
+	defer span.End()
+	row, err := h.store.Get(ctx, orderID)
+	endSpan(span, err, ErrNotFound)
+	if err == nil {
+		span.SetAttributes(attribute.String("order.outcome", string(row.Status)))
+	}
+	return row, err
 }
 
 func (h *Handler) persist(ctx context.Context, rec Record) (Record, bool, error) {

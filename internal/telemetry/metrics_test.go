@@ -1,0 +1,347 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stockgate/stockgate/internal/testsvc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// meterBundle is a private MeterProvider with a manual reader, so the
+// metric tests run in parallel without the globals.
+type meterBundle struct {
+	meter  metric.Meter
+	reader *sdkmetric.ManualReader
+}
+
+func newMeter(t *testing.T) *meterBundle {
+	t.Helper()
+	r := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	return &meterBundle{meter: mp.Meter(ScopeName), reader: r}
+}
+
+// collect returns every data point as "name{k=v,...}" -> value.
+func (b *meterBundle) collect(t *testing.T) (map[string]float64, error) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	err := b.reader.Collect(context.Background(), &rm)
+	out := map[string]float64{}
+	key := func(name string, s attribute.Set) string {
+		return name + "{" + s.Encoded(attribute.DefaultEncoder()) + "}"
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[key(m.Name, p.Attributes)] = float64(p.Value)
+				}
+			case metricdata.Gauge[float64]:
+				for _, p := range d.DataPoints {
+					out[key(m.Name, p.Attributes)] = p.Value
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[key(m.Name, p.Attributes)] = float64(p.Value)
+				}
+			case metricdata.Sum[float64]:
+				for _, p := range d.DataPoints {
+					out[key(m.Name, p.Attributes)] = p.Value
+				}
+			default:
+				t.Fatalf("metric %s has unexpected data %T", m.Name, m.Data)
+			}
+		}
+	}
+	return out, err
+}
+
+func (b *meterBundle) mustCollect(t *testing.T) map[string]float64 {
+	t.Helper()
+	got, err := b.collect(t)
+	if err != nil {
+		t.Fatalf("Collect: %v", err)
+	}
+	return got
+}
+
+func TestRegisterRedisPool(t *testing.T) {
+	t.Parallel()
+	b := newMeter(t)
+	_, _, c := testsvc.RedisDB(t)
+	if _, err := registerRedisPool(b.meter, "stock", c); err != nil {
+		t.Fatalf("registerRedisPool: %v", err)
+	}
+	for range 3 {
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := b.mustCollect(t)
+	s := c.PoolStats()
+	want := map[string]float64{
+		"stockgate.redis.pool.connections{pool=stock,state=idle}": float64(s.IdleConns),
+		"stockgate.redis.pool.connections{pool=stock,state=used}": float64(s.TotalConns - s.IdleConns),
+		"stockgate.redis.pool.connections.max{pool=stock}":        float64(c.Options().PoolSize),
+		"stockgate.redis.pool.hits{pool=stock}":                   float64(s.Hits),
+		"stockgate.redis.pool.misses{pool=stock}":                 float64(s.Misses),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	// The pings reused the connection the flush opened.
+	if got["stockgate.redis.pool.hits{pool=stock}"] < 3 || got["stockgate.redis.pool.connections{pool=stock,state=idle}"] < 1 {
+		t.Errorf("after 3 pings: hits = %v, idle = %v, want hits >= 3 and idle >= 1", got["stockgate.redis.pool.hits{pool=stock}"], got["stockgate.redis.pool.connections{pool=stock,state=idle}"])
+	}
+}
+
+func TestRegisterPgxPool(t *testing.T) {
+	t.Parallel()
+	b := newMeter(t)
+	pool, err := pgxpool.New(context.Background(), testsvc.NewDatabase(t)+"&pool_max_conns=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := registerPgxPool(b.meter, pool); err != nil {
+		t.Fatalf("registerPgxPool: %v", err)
+	}
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := b.mustCollect(t)
+	conn.Release()
+	released := b.mustCollect(t)
+
+	for _, c := range []struct {
+		name      string
+		got       map[string]float64
+		key       string
+		want      float64
+		atLeastOK bool
+	}{
+		{"while held", held, "stockgate.pgx.pool.connections{state=acquired}", 1, false},
+		{"while held", held, "stockgate.pgx.pool.connections.max{}", 4, false},
+		{"while held", held, "stockgate.pgx.pool.acquires{}", 1, true},
+		{"after release", released, "stockgate.pgx.pool.connections{state=acquired}", 0, false},
+		{"after release", released, "stockgate.pgx.pool.connections{state=idle}", 1, true},
+		{"after release", released, "stockgate.pgx.pool.connections.created{}", 1, true},
+	} {
+		if got := c.got[c.key]; got != c.want && !(c.atLeastOK && got > c.want) {
+			t.Errorf("%s: %s = %v, want %v", c.name, c.key, got, c.want)
+		}
+	}
+}
+
+func TestRegisterQueues(t *testing.T) {
+	t.Parallel()
+	b := newMeter(t)
+	r, db, _ := testsvc.RedisDB(t)
+	opt := asynq.RedisClientOpt{Addr: r.Addr, DB: db}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	in := asynq.NewInspector(opt)
+	defer in.Close()
+
+	for i, o := range [][]asynq.Option{
+		{asynq.Queue("orders")},
+		{asynq.Queue("orders")},
+		{asynq.Queue("orders"), asynq.ProcessIn(time.Hour)},
+	} {
+		if _, err := client.Enqueue(asynq.NewTask("order:place", nil), append(o, asynq.TaskID(fmt.Sprint("o-", i)))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := registerQueues(b.meter, in, "orders", "sweeps"); err != nil {
+		t.Fatalf("registerQueues: %v", err)
+	}
+	got := b.mustCollect(t)
+	want := map[string]float64{}
+	for _, q := range []string{"orders", "sweeps"} {
+		for _, s := range queueStates {
+			want[fmt.Sprintf("stockgate.queue.tasks{queue=%s,state=%s}", q, s)] = 0
+		}
+		want["stockgate.queue.paused{queue="+q+"}"] = 0
+		want["stockgate.queue.processed{queue="+q+"}"] = 0
+		want["stockgate.queue.failed{queue="+q+"}"] = 0
+	}
+	want["stockgate.queue.tasks{queue=orders,state=pending}"] = 2
+	want["stockgate.queue.tasks{queue=orders,state=scheduled}"] = 1
+	// Latency depends on the clock; check it apart.
+	lat := got["stockgate.queue.latency{queue=orders}"]
+	delete(got, "stockgate.queue.latency{queue=orders}")
+	delete(got, "stockgate.queue.latency{queue=sweeps}")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("queue metrics mismatch (-want +got):\n%s", diff)
+	}
+	if lat <= 0 || lat > 60 {
+		t.Errorf("stockgate.queue.latency{queue=orders} = %v, want the age of the oldest pending task in seconds", lat)
+	}
+}
+
+// TestQueueObserverTimeout points the Inspector at a server that accepts
+// connections and never answers: a scrape must give up, and the next one
+// must not start a second stuck query.
+func TestQueueObserverTimeout(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	hangup := func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	defer hangup()
+
+	in := asynq.NewInspector(asynq.RedisClientOpt{Addr: l.Addr().String(), ReadTimeout: time.Minute, WriteTimeout: time.Minute})
+	defer in.Close()
+	qo := &queueObserver{in: in, queues: []string{"orders"}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := qo.infos(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("infos() against a silent server = %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := qo.infos(context.Background()); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("infos() while the first query hangs = %v, want a still-running error", err)
+	}
+	hangup()
+	testsvc.Poll(t, 10*time.Second, "the stuck query to end once the server hangs up", func() bool {
+		return !qo.busy.Load()
+	})
+}
+
+func TestRegisterStock(t *testing.T) {
+	t.Parallel()
+
+	levels := func(n int) func(context.Context) ([]SKULevels, error) {
+		return func(context.Context) ([]SKULevels, error) {
+			var out []SKULevels
+			for i := n - 1; i >= 0; i-- { // reverse order: the bound must sort
+				out = append(out, SKULevels{SKU: fmt.Sprintf("SKU-%03d", i), Available: int64(i), Held: 1, Sold: 2})
+			}
+			return out, nil
+		}
+	}
+	tests := []struct {
+		name     string
+		skus     int
+		maxSKUs  int
+		wantSKUs int
+	}{
+		{"under the bound", 3, 10, 3},
+		{"over the bound", 12, 10, 10},
+		{"default bound", DefaultMaxSKUs + 50, 0, DefaultMaxSKUs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newMeter(t)
+			if _, err := registerStock(b.meter, levels(tt.skus), tt.maxSKUs); err != nil {
+				t.Fatalf("registerStock: %v", err)
+			}
+			got := b.mustCollect(t)
+			if n := got["stockgate.stock.skus{}"]; n != float64(tt.skus) {
+				t.Errorf("stockgate.stock.skus = %v, want %d (all SKUs, bound or not)", n, tt.skus)
+			}
+			series := 0
+			for k := range got {
+				if strings.HasPrefix(k, "stockgate.stock.units{") {
+					series++
+				}
+			}
+			if series != 3*tt.wantSKUs {
+				t.Errorf("stockgate.stock.units has %d series, want %d (3 states x %d SKUs)", series, 3*tt.wantSKUs, tt.wantSKUs)
+			}
+			// The kept SKUs are the first ones by name, so the set is stable.
+			last := fmt.Sprintf("SKU-%03d", tt.wantSKUs-1)
+			if got["stockgate.stock.units{sku="+last+",state=available}"] != float64(tt.wantSKUs-1) ||
+				got["stockgate.stock.units{sku="+last+",state=held}"] != 1 ||
+				got["stockgate.stock.units{sku="+last+",state=sold}"] != 2 {
+				t.Errorf("stock series for %s missing or wrong: %v", last, got)
+			}
+		})
+	}
+}
+
+func TestRegisterHolds(t *testing.T) {
+	t.Parallel()
+	b := newMeter(t)
+	var fail bool
+	var gotDeadline bool
+	if _, err := registerHolds(b.meter, func(ctx context.Context) (int64, error) {
+		_, gotDeadline = ctx.Deadline()
+		if fail {
+			return 0, errors.New("redis: i/o timeout")
+		}
+		return 42, nil
+	}); err != nil {
+		t.Fatalf("registerHolds: %v", err)
+	}
+	if got := b.mustCollect(t)["stockgate.holds.outstanding{}"]; got != 42 {
+		t.Errorf("stockgate.holds.outstanding = %v, want 42", got)
+	}
+	if !gotDeadline {
+		t.Error("the holds callback's context has no deadline, want the scrape timeout")
+	}
+	fail = true
+	if _, err := b.collect(t); err == nil || !strings.Contains(err.Error(), "redis: i/o timeout") {
+		t.Errorf("Collect with a failing callback = %v, want the callback's error", err)
+	}
+}
+
+func TestRegisterNil(t *testing.T) {
+	t.Parallel()
+	b := newMeter(t)
+	for name, err := range map[string]error{
+		"redis":  second(registerRedisPool(b.meter, "x", nil)),
+		"pgx":    second(registerPgxPool(b.meter, nil)),
+		"queues": second(registerQueues(b.meter, nil, "orders")),
+		"stock":  second(registerStock(b.meter, nil, 0)),
+		"holds":  second(registerHolds(b.meter, nil)),
+	} {
+		if err == nil {
+			t.Errorf("register %s with nil = nil error, want one", name)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
