@@ -1,0 +1,64 @@
+# stockgate: build, run and test. `make` alone lists the targets.
+#
+# The logic lives in scripts/ (each script starts with a comment saying what
+# it does); this file only names the entry points and their knobs.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Knobs: make bench BENCH=Reserve BENCHTIME=2s COUNT=5, make fuzz FUZZTIME=5m,
+# make test PKG=./internal/stock/... TESTFLAGS=-v.
+PKG ?= ./...
+TESTFLAGS ?=
+BENCH ?= .
+BENCHTIME ?= 1s
+COUNT ?= 1
+FUZZ ?= .
+FUZZTIME ?= 1m
+
+.PHONY: help build lint lint/sh test test/short bench fuzz run stop compose-e2e compose-check clean
+
+help: ## list the targets
+	@echo "stockgate make targets:"
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_\/-]+:[^#]*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+build: ## build bin/worker, bin/enqueue and bin/stockctl
+	@mkdir -p bin
+	go build -o bin/ ./cmd/...
+
+lint: ## gofmt -l, go vet, luacheck lua/ (installs lua-check if missing)
+	@bash scripts/lint.sh
+
+lint/sh: ## shellcheck scripts/*.sh and .ci/run (not part of make test)
+	@bash scripts/lint.sh sh
+
+test: lint ## lint, then the whole suite with -race on real Redis, Postgres and Chromium (installs what is missing)
+	@bash scripts/testenv.sh go test -race -count=1 -timeout 20m $(TESTFLAGS) $(PKG)
+
+test/short: ## the quick tests only (-short), with -race
+	@bash scripts/testenv.sh go test -short -race -count=1 -timeout 10m $(TESTFLAGS) $(PKG)
+
+bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
+	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)
+
+fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
+	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh
+
+run: ## the demo: services, migrate, stock DEMO-SKU, start the worker, a 1000-buyer flash sale
+	@bash scripts/run.sh
+
+stop: ## stop the worker and the services make run started under ./.data
+	@bash scripts/stop.sh
+
+compose-e2e: ## the flash sale through docker compose (needs a Docker engine)
+	@bash scripts/compose-e2e.sh
+
+compose-check: ## check docker-compose.yml against the code's configuration, no Docker needed
+	@bash scripts/compose-check.sh
+
+clean: ## stop everything, then delete bin/ and ./.data (the local Redis and Postgres data)
+	@bash scripts/stop.sh worker
+	@bash scripts/services.sh clean
+	rm -rf bin
