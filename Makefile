@@ -18,7 +18,7 @@ COUNT ?= 1
 FUZZ ?= .
 FUZZTIME ?= 1m
 
-.PHONY: help build lint lint/sh test test/short bench fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh test test/short bench bench/pipeline fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
@@ -42,6 +42,9 @@ test/short: ## the quick tests only (-short), with -race
 
 bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
 	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)
+
+bench/pipeline: ## the whole pipeline against the Postgres-only design (BUYERS=20000 PGSECS=20)
+	@bash scripts/testenv.sh --no-browser bash scripts/bench-pipeline.sh $${BUYERS:-20000} $${PGSECS:-20}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh

@@ -7,10 +7,9 @@
 #   3. bin/stockctl set $SKU $STOCK (DEMO-SKU, 100);
 #   4. bin/worker in the background, logging to ./.data/worker.log, its admin
 #      server on $ADMIN_ADDR (127.0.0.1:8080, or a free port when that one is
-#      taken); it waits up to $READY_TIMEOUT s (30) for /readyz to answer 200,
-#      or, while /readyz is a 404 or nothing listens, for a start-up line in
-#      the log ($READY_LOG_RE); a worker left by an earlier make run is
-#      stopped first, and one that never gets ready is stopped too;
+#      taken); it waits up to $READY_TIMEOUT s (30) for /readyz to answer 200;
+#      a worker left by an earlier make run is stopped first, and one that
+#      never gets ready is stopped too;
 #   5. bin/enqueue flash-sale --sku $SKU --buyers $BUYERS (1000) --wait;
 #   6. bin/stockctl show $SKU and bin/stockctl reconcile, then where to look
 #      next. The worker keeps running; `make stop` stops it and the services.
@@ -24,8 +23,6 @@ STOCK=${STOCK:-100}
 BUYERS=${BUYERS:-1000}
 ADMIN_ADDR=${ADMIN_ADDR:-127.0.0.1:8080}
 READY_TIMEOUT=${READY_TIMEOUT:-30}
-# Until /readyz exists, a log line like these says the worker is serving.
-READY_LOG_RE=${READY_LOG_RE:-ready|started|serving|listening|starting processing}
 WORKER_LOG=$DATA/worker.log
 WORKER=$ROOT/bin/worker
 
@@ -66,7 +63,6 @@ echo "$pid" >"$DATA/worker.pid"
 echo "$ADMIN_ADDR" >"$DATA/worker.addr"
 log "worker pid $pid, admin on http://$ADMIN_ADDR, log $WORKER_LOG"
 
-log_start=$(wc -l <"$WORKER_LOG")
 deadline=$((SECONDS + READY_TIMEOUT))
 while :; do
 	if ! alive "$pid"; then
@@ -76,12 +72,6 @@ while :; do
 	code=$(http_code "http://$ADMIN_ADDR/readyz")
 	if [ "$code" = 200 ]; then
 		log "worker ready (/readyz answers 200)"
-		break
-	fi
-	# 404 or no listener: this worker has no /readyz (yet); trust its log.
-	if { [ "$code" = 404 ] || [ "$code" = 000 ]; } &&
-		tail -n +"$((log_start + 1))" "$WORKER_LOG" | grep -qiE "$READY_LOG_RE"; then
-		log "worker serving (no /readyz answering; saw its start-up line in the log)"
 		break
 	fi
 	if [ "$SECONDS" -ge "$deadline" ]; then

@@ -52,6 +52,7 @@ type Config struct {
 	RateWindow         time.Duration
 	RetryBase          time.Duration
 	RetryMax           time.Duration
+	PollInterval       time.Duration
 	LogLevel           string
 }
 
@@ -110,6 +111,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.RetryBase, "retry-base", envDur("RETRY_BASE", time.Second),
 		"first retry delay after an infrastructure error; doubles per attempt [RETRY_BASE]")
 	fs.DurationVar(&c.RetryMax, "retry-max", envDur("RETRY_MAX", time.Minute), "longest retry delay [RETRY_MAX]")
+	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", 50*time.Millisecond),
+		"how long an idle worker waits before looking for new orders again [POLL_INTERVAL]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -139,6 +142,8 @@ func (c Config) validate() error {
 		return errors.New("--sweep-interval must be positive")
 	case c.RateLimit < 0:
 		return errors.New("--rate-limit must be >= 0")
+	case c.PollInterval < time.Millisecond || c.PollInterval > time.Minute:
+		return errors.New("--poll-interval must be between 1ms and 1m")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("--retry-base must be positive and at most --retry-max")
 	case (c.AdminUser == "") != (c.AdminPassword == ""):
@@ -159,7 +164,7 @@ func (c Config) logAttrs() []any {
 		"concurrency", c.Concurrency, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
 		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
-		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(),
+		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),
 	}
 }
 

@@ -126,9 +126,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{orders.Queue: 1},
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
-		Logger:          asynqLogger{log},
-		LogLevel:        asynq.WarnLevel,
+		// Asynq polls; its 1s default would park the first buyers of a
+		// sale for up to 1.5s whenever the queue ran dry a moment before.
+		TaskCheckInterval: cfg.PollInterval,
+		RetryDelayFunc:    func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
+		Logger:            asynqLogger{log},
+		LogLevel:          asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
 			n, _ := asynq.GetRetryCount(ctx)
