@@ -7,6 +7,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -17,6 +18,17 @@ import (
 )
 
 const pingTimeout = 5 * time.Second
+
+// go-redis prints its dial retries straight to stderr, which would turn a
+// command's one-line error into a screenful. Route them through slog at
+// debug level instead; the error itself still comes back to the caller.
+func init() { redis.SetLogger(slogPrintf{}) }
+
+type slogPrintf struct{}
+
+func (slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
 
 // Redis opens a client on rawURL and pings it. A wrong password or an ACL
 // refusal comes back as a one-line error naming the redacted URL.

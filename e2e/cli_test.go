@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/testsvc"
+)
+
+// stack is one private Redis DB and Postgres database, with the commands'
+// environment pointing at them.
+type stack struct {
+	env []string
+	rdb *redis.Client
+}
+
+func newStack(t *testing.T, extraEnv ...string) *stack {
+	t.Helper()
+	r, db, rdb := testsvc.RedisDB(t)
+	s := &stack{rdb: rdb, env: append(os.Environ(),
+		"REDIS_URL="+r.URL(db),
+		"DATABASE_URL="+testsvc.NewDatabase(t),
+	)}
+	// The test's own OTEL settings must not leak into the commands.
+	s.env = append(s.env, "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_SDK_DISABLED=")
+	s.env = append(s.env, extraEnv...)
+	return s
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (s *stack) run(t *testing.T, env []string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
+	cmd.Env = append(append([]string{}, s.env...), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (s *stack) mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	r := s.run(t, nil, name, args...)
+	if r.code != 0 {
+		t.Fatalf("%s %s: exit %d, stderr %q", name, strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// worker is a running worker process.
+type worker struct {
+	cmd    *exec.Cmd
+	admin  string
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	done   chan error
+}
+
+func (w *worker) output() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stdout.String()
+}
+
+func (s *stack) startWorker(t *testing.T, env []string, args ...string) *worker {
+	t.Helper()
+	port, err := testsvc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{admin: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
+	args = append([]string{"--admin-addr", w.admin, "--sweep-interval", "200ms"}, args...)
+	w.cmd = exec.Command(filepath.Join(binDir, "worker"), args...)
+	w.cmd.Env = append(append([]string{}, s.env...), env...)
+	pr, pw := io.Pipe()
+	w.cmd.Stdout, w.cmd.Stderr = pw, pw
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.stdout.Write(sc.Bytes())
+			w.stdout.WriteByte('\n')
+			w.mu.Unlock()
+		}
+	}()
+	go func() {
+		w.done <- w.cmd.Wait()
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	})
+	testsvc.Poll(t, 30*time.Second, "worker /readyz to answer 200", func() bool {
+		select {
+		case err := <-w.done:
+			t.Fatalf("worker exited during start: %v\n%s", err, w.output())
+		default:
+		}
+		resp, err := http.Get("http://" + w.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return w
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (w *worker) stop(t *testing.T, within time.Duration) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case err := <-w.done:
+		w.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("worker exit after SIGTERM = %v, want 0\n%s", err, w.output())
+		}
+	case <-time.After(within):
+		t.Fatalf("worker still running %v after SIGTERM", within)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestFlashSaleCommands is the README's path through the real binaries:
+// migrate, stock, a worker, a flash sale with --wait --json, show --json,
+// reconcile, the admin endpoints, and a graceful stop.
+func TestFlashSaleCommands(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.mustRun(t, "stockctl", "migrate")
+	s.mustRun(t, "stockctl", "set", "FS-1", "40")
+	w := s.startWorker(t, nil)
+
+	out := s.mustRun(t, "enqueue", "flash-sale", "--sku", "FS-1", "--buyers", "300", "--wait", "--json")
+	var sum struct {
+		Enqueued     int                `json:"enqueued"`
+		Confirmed    int                `json:"confirmed"`
+		Rejected     int                `json:"rejected"`
+		Failed       int                `json:"failed"`
+		Expired      int                `json:"expired"`
+		Seconds      float64            `json:"seconds"`
+		OrdersPerSec float64            `json:"orders_per_sec"`
+		LatencyMS    map[string]float64 `json:"latency_ms"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sum); err != nil {
+		t.Fatalf("flash-sale --json output %q: %v", out, err)
+	}
+	if sum.Enqueued != 300 || sum.Confirmed != 40 || sum.Rejected != 260 || sum.Failed+sum.Expired != 0 {
+		t.Errorf("flash-sale summary = %+v, want 300 enqueued, 40 confirmed, 260 rejected", sum)
+	}
+	for _, k := range []string{"p50", "p95", "p99"} {
+		if _, ok := sum.LatencyMS[k]; !ok || sum.Seconds <= 0 || sum.OrdersPerSec <= 0 {
+			t.Errorf("summary = %+v, want seconds, orders_per_sec and latency_ms.%s", sum, k)
+		}
+	}
+
+	var levels []map[string]any
+	if err := json.Unmarshal([]byte(s.mustRun(t, "stockctl", "show", "--json", "FS-1")), &levels); err != nil {
+		t.Fatalf("show --json: %v", err)
+	}
+	if len(levels) != 1 || levels[0]["sku"] != "FS-1" || levels[0]["available"] != 0.0 || levels[0]["held"] != 0.0 || levels[0]["sold"] != 40.0 {
+		t.Errorf("show --json FS-1 = %v, want available 0, held 0, sold 40", levels)
+	}
+	if r := s.run(t, nil, "stockctl", "reconcile"); r.code != 0 {
+		t.Errorf("reconcile exit %d, want 0:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	if code, _ := get(t, "http://"+w.admin+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
+	code, metrics := get(t, "http://"+w.admin+"/metrics")
+	for _, want := range []string{
+		`stockgate_orders_total{`, `status="confirmed"`, `reason="out_of_stock"`,
+		`stockgate_reserve_duration_seconds_bucket`, `stockgate_stock_units{`, `sku="FS-1"`,
+		`stockgate_queue_tasks{`, `go_goroutines`,
+	} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("/metrics (status %d) lacks %q", code, want)
+		}
+	}
+	if code, body := get(t, "http://"+w.admin+"/monitoring/"); code != 200 || !strings.Contains(body, "Asynq monitoring") {
+		t.Errorf("/monitoring/ = %d, want 200 with the asynqmon page", code)
+	}
+	w.stop(t, 30*time.Second)
+	if strings.Contains(w.output(), `"level":"ERROR"`) {
+		t.Errorf("worker logged errors:\n%s", w.output())
+	}
+}
+
+// TestReconcileDrift: reconcile exits non-zero and names the drift when
+// Redis and Postgres disagree.
+func TestReconcileDrift(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.mustRun(t, "stockctl", "migrate")
+	s.mustRun(t, "stockctl", "set", "DR-1", "10")
+	if r := s.run(t, nil, "stockctl", "reconcile"); r.code != 0 {
+		t.Fatalf("reconcile of a fresh SKU: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Five units appear in Redis that the catalogue never heard of.
+	if err := s.rdb.IncrBy(context.Background(), stock.AvailKey("DR-1"), 5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := s.run(t, nil, "stockctl", "reconcile")
+	if r.code != 1 || !strings.Contains(r.stdout, "DRIFT: stocked +5") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("reconcile after drift: exit %d, stdout %q, stderr %q; want exit 1, the drift named, one stderr line", r.code, r.stdout, r.stderr)
+	}
+}
