@@ -19,11 +19,28 @@
 --   {-2, i, 0} bad arguments at line i (0: the header); nothing changed
 --   {-3, i, 0} conflict: this order holds line i with another quantity, or
 --              holds some lines and not others; nothing changed
+-- Bad arguments include keys that are not one SKU's five keys in the order
+-- above (with this order's hold key), and one SKU on two lines. A counter
+-- that is not an integer (a hand edit) is refused as bad arguments too, and
+-- logged, before anything is written.
 
 local MAX_QTY = 10000
 
 local function parse_int(s)
   if type(s) ~= "string" or not string.match(s, "^%d+$") or #s > 15 then
+    return nil
+  end
+  return tonumber(s)
+end
+
+-- A counter as INCRBY and DECRBY read it. tonumber alone would also take
+-- "1.5", "1e3" or "0x10", and the DECRBY that then raises would do so after
+-- earlier lines were already written.
+local function parse_counter(s)
+  if not s then
+    return 0
+  end
+  if not string.match(s, "^%-?%d+$") or #s > 16 then
     return nil
   end
   return tonumber(s)
@@ -36,9 +53,22 @@ if order == nil or order == "" or deadline == nil or n < 1 or #KEYS ~= 5 * n the
   return {-2, 0, 0}
 end
 
+-- The SKU prefix ("sg:{SKU}") of line i's keys, or nil when they are not one
+-- SKU's keys and this order's hold: mixed keys would move units between two
+-- SKUs' counters.
+local function line_prefix(base)
+  local p = string.match(KEYS[base + 1], "^(.+):avail$")
+  if p and KEYS[base + 2] == p .. ":held" and KEYS[base + 3] == p .. ":sold"
+    and KEYS[base + 4] == p .. ":hold:" .. order and KEYS[base + 5] == p .. ":deadlines" then
+    return p
+  end
+  return nil
+end
+
 -- Every read and check happens before the first write: Redis has no rollback.
 local qty = {}
 local seen = {}
+local has_hold = {}
 local held_count, committed_count = 0, 0
 for i = 1, n do
   local q = parse_int(ARGV[2 + i])
@@ -46,16 +76,17 @@ for i = 1, n do
     return {-2, i, 0}
   end
   local base = 5 * (i - 1)
-  local avail_key = KEYS[base + 1]
+  local prefix = line_prefix(base)
   -- The same SKU twice would pass two separate checks against one counter.
-  if seen[avail_key] then
+  if prefix == nil or seen[prefix] then
     return {-2, i, 0}
   end
-  seen[avail_key] = true
+  seen[prefix] = true
   qty[i] = q
 
   local hold = redis.call("HMGET", KEYS[base + 4], "qty", "state")
   if hold[1] then
+    has_hold[i] = true
     if tonumber(hold[1]) ~= q then
       return {-3, i, 0}
     end
@@ -75,36 +106,53 @@ if held_count + committed_count == n then
 end
 if held_count + committed_count > 0 then
   for i = 1, n do
-    if redis.call("EXISTS", KEYS[5 * (i - 1) + 4]) == 0 then
+    if not has_hold[i] then
       return {-3, i, 0}
     end
   end
 end
 
+-- This loop is the hot path of a flash sale, so it makes as few calls as it
+-- safely can: every redis.call costs about as much as a small EVALSHA.
 for i = 1, n do
-  local raw = redis.call("GET", KEYS[5 * (i - 1) + 1])
-  if not raw then
+  local base = 5 * (i - 1)
+  local c = redis.call("MGET", KEYS[base + 1], KEYS[base + 2])
+  if not c[1] then
     return {-1, i, 0}
   end
-  local avail = tonumber(raw)
-  if avail == nil then
-    redis.log(redis.LOG_WARNING, "stockgate reserve: non-numeric " .. KEYS[5 * (i - 1) + 1])
+  -- MGET answers nil for a key of another type instead of raising. Set and
+  -- Add always create held, so a nil is rare and is confirmed with a GET,
+  -- which raises WRONGTYPE now rather than INCRBY raising after a write.
+  local raw_held = c[2] or redis.call("GET", KEYS[base + 2])
+  local avail = parse_counter(c[1])
+  local held = parse_counter(raw_held)
+  if avail == nil or held == nil then
+    redis.log(redis.LOG_WARNING, "stockgate reserve: non-integer counter at " .. KEYS[base + 1]
+      .. " or " .. KEYS[base + 2])
     return {-2, i, 0}
   end
   if avail < qty[i] then
     if avail < 0 then
-      redis.log(redis.LOG_WARNING, "stockgate reserve: negative " .. KEYS[5 * (i - 1) + 1])
+      redis.log(redis.LOG_WARNING, "stockgate reserve: negative " .. KEYS[base + 1])
       avail = 0
     end
     return {0, i, avail}
   end
+  -- With several lines, a read that raises now, before any write, if a
+  -- deadlines key is not a sorted set. A single line needs no extra call:
+  -- its ZADD below is the first write, so it can raise with nothing done.
+  if n > 1 then
+    redis.call("ZSCORE", KEYS[base + 5], order)
+  end
 end
 
+-- Every key's type and every counter was checked above (HMGET, MGET/GET and
+-- ZSCORE or a leading ZADD), so no call below can raise.
 for i = 1, n do
   local base = 5 * (i - 1)
+  redis.call("ZADD", KEYS[base + 5], deadline, order)
   redis.call("DECRBY", KEYS[base + 1], qty[i])
   redis.call("INCRBY", KEYS[base + 2], qty[i])
   redis.call("HSET", KEYS[base + 4], "qty", qty[i], "deadline", deadline, "state", "held")
-  redis.call("ZADD", KEYS[base + 5], deadline, order)
 end
 return {1, 0, 0}

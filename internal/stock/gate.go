@@ -19,6 +19,10 @@ import (
 // the same bound, so a caller that skips Go validation cannot exceed it.
 const MaxQty = 10000
 
+// compensateTimeout bounds the release of earlier slot groups after a later
+// group failed, which runs detached from the caller's context.
+const compensateTimeout = 5 * time.Second
+
 // DefaultRetention is how long a committed hold stays as a tombstone, so a
 // late retry of the same reserve finds it and does not decrement again.
 const DefaultRetention = 24 * time.Hour
@@ -185,7 +189,12 @@ func (g *Gate) Reserve(ctx context.Context, orderID string, lines []Line, deadli
 						taken = append(taken, l.SKU)
 					}
 				}
-				if _, rerr := g.Release(ctx, orderID, taken); rerr != nil {
+				// The compensation runs even when ctx is what failed the
+				// later group; otherwise the stock waits for the sweeper.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
+				_, rerr := g.Release(rctx, orderID, taken)
+				cancel()
+				if rerr != nil {
 					return 0, errors.Join(err, fmt.Errorf("release earlier slot groups: %w", rerr))
 				}
 			}
@@ -234,7 +243,7 @@ func (g *Gate) reserveGroup(ctx context.Context, orderID string, lines []Line, d
 	case -3:
 		return 0, fmt.Errorf("%w: %s on %s", ErrConflict, orderID, sku())
 	case -2:
-		return 0, fmt.Errorf("%w: reserve script refused line %d", ErrInvalid, line)
+		return 0, fmt.Errorf("%w: reserve script refused line %d (bad argument or corrupt counter)", ErrInvalid, line)
 	}
 	return 0, fmt.Errorf("reserve %s: unexpected script code %d", orderID, code)
 }
@@ -246,6 +255,9 @@ func (g *Gate) Release(ctx context.Context, orderID string, skus []string) (int6
 	if err := checkOrderID(orderID); err != nil {
 		return 0, err
 	}
+	if err := checkSKUs(skus); err != nil {
+		return 0, err
+	}
 	var total int64
 	for _, grp := range g.skuGroups(skus) {
 		res, err := runInts(ctx, releaseScript, g.rdb, holdKeys(orderID, grp), []any{orderID}, 2)
@@ -253,7 +265,7 @@ func (g *Gate) Release(ctx context.Context, orderID string, skus []string) (int6
 			return total, fmt.Errorf("release %s: %w", orderID, err)
 		}
 		if res[0] < 0 {
-			return total, fmt.Errorf("%w: release script refused its arguments", ErrInvalid)
+			return total, fmt.Errorf("%w: release script refused its arguments or found a corrupt counter", ErrInvalid)
 		}
 		total += res[0]
 	}
@@ -276,6 +288,9 @@ func (g *Gate) Commit(ctx context.Context, orderID string, skus []string) (Commi
 	if err := checkOrderID(orderID); err != nil {
 		return out, err
 	}
+	if err := checkSKUs(skus); err != nil {
+		return out, err
+	}
 	ret := strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10)
 	for _, grp := range g.skuGroups(skus) {
 		res, err := runInts(ctx, commitScript, g.rdb, holdKeys(orderID, grp), []any{orderID, ret}, 3)
@@ -283,12 +298,23 @@ func (g *Gate) Commit(ctx context.Context, orderID string, skus []string) (Commi
 			return out, fmt.Errorf("commit %s: %w", orderID, err)
 		}
 		if res[0] < 0 {
-			return out, fmt.Errorf("%w: commit script refused its arguments", ErrInvalid)
+			return out, fmt.Errorf("%w: commit script refused its arguments or found a corrupt counter", ErrInvalid)
 		}
 		out.Units += res[0]
 		out.Missing += int(res[2])
 	}
 	return out, nil
+}
+
+// checkSKUs validates the SKUs given to Release and Commit, which become
+// key names: a brace would move a key out of its SKU's slot.
+func checkSKUs(skus []string) error {
+	for _, s := range skus {
+		if err := CheckSKU(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (g *Gate) skuGroups(skus []string) [][]string {

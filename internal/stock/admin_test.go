@@ -1,0 +1,309 @@
+package stock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/testsvc"
+)
+
+func TestSetAddShow(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+
+	t.Run("SetAndAddKeepHeldAndSold", func(t *testing.T) {
+		t.Parallel()
+		g, _ := newGate(t, stock.Config{})
+
+		got, err := g.Set(ctx, "A", 10)
+		if diff := cmp.Diff(stock.Levels{SKU: "A", Available: 10, Stocked: true}, got); err != nil || diff != "" {
+			t.Fatalf("Set(A, 10) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		if _, err := g.Reserve(ctx, "o1", []stock.Line{{SKU: "A", Qty: 3}}, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("Reserve(o1) = %v, want nil", err)
+		}
+		if _, err := g.Reserve(ctx, "o2", []stock.Line{{SKU: "A", Qty: 2}}, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("Reserve(o2) = %v, want nil", err)
+		}
+		if _, err := g.Commit(ctx, "o2", []string{"A"}); err != nil {
+			t.Fatalf("Commit(o2) = %v, want nil", err)
+		}
+
+		// Set makes exactly N available now; held and sold stay.
+		got, err = g.Set(ctx, "A", 4)
+		if diff := cmp.Diff(stock.Levels{SKU: "A", Available: 4, Held: 3, Sold: 2, Stocked: true}, got); err != nil || diff != "" {
+			t.Errorf("Set(A, 4) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		got, err = g.Add(ctx, "A", 6)
+		if diff := cmp.Diff(stock.Levels{SKU: "A", Available: 10, Held: 3, Sold: 2, Stocked: true}, got); err != nil || diff != "" {
+			t.Errorf("Add(A, 6) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		wantLevels(t, g, stock.Levels{SKU: "A", Available: 10, Held: 3, Sold: 2, Stocked: true})
+		got, err = g.Set(ctx, "A", 0)
+		if diff := cmp.Diff(stock.Levels{SKU: "A", Available: 0, Held: 3, Sold: 2, Stocked: true}, got); err != nil || diff != "" {
+			t.Errorf("Set(A, 0) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+
+		// The hold taken before the Set still releases what it recorded.
+		if units, err := g.Release(ctx, "o1", []string{"A"}); err != nil || units != 3 {
+			t.Errorf("Release(o1) = %d, %v, want 3, nil", units, err)
+		}
+		wantLevels(t, g, stock.Levels{SKU: "A", Available: 3, Sold: 2, Stocked: true})
+	})
+
+	t.Run("AddStocksANewSKU", func(t *testing.T) {
+		t.Parallel()
+		g, _ := newGate(t, stock.Config{})
+
+		got, err := g.Add(ctx, "fresh", 7)
+		if diff := cmp.Diff(stock.Levels{SKU: "fresh", Available: 7, Stocked: true}, got); err != nil || diff != "" {
+			t.Errorf("Add(fresh, 7) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		skus, err := g.SKUs(ctx)
+		if diff := cmp.Diff([]string{"fresh"}, skus); err != nil || diff != "" {
+			t.Errorf("SKUs() = %v mismatch (-want +got):\n%s", err, diff)
+		}
+	})
+
+	t.Run("ShowEveryOrSome", func(t *testing.T) {
+		t.Parallel()
+		g, _ := newGate(t, stock.Config{})
+		stockSKU(t, g, "b", 2)
+		stockSKU(t, g, "a", 1)
+		stockSKU(t, g, "c", 0)
+
+		all, err := g.Show(ctx)
+		want := []stock.Levels{
+			{SKU: "a", Available: 1, Stocked: true},
+			{SKU: "b", Available: 2, Stocked: true},
+			{SKU: "c", Available: 0, Stocked: true},
+		}
+		if diff := cmp.Diff(want, all); err != nil || diff != "" {
+			t.Errorf("Show() = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		some, err := g.Show(ctx, "never", "b")
+		want = []stock.Levels{
+			{SKU: "b", Available: 2, Stocked: true},
+			{SKU: "never"},
+		}
+		if diff := cmp.Diff(want, some); err != nil || diff != "" {
+			t.Errorf("Show(never, b) = %v mismatch (-want +got):\n%s", err, diff)
+		}
+		if got := (stock.Levels{Available: 1, Held: 2, Sold: 3}).Total(); got != 6 {
+			t.Errorf("Levels{1 2 3}.Total() = %d, want 6", got)
+		}
+	})
+
+	t.Run("ShowOfEmptyDatabase", func(t *testing.T) {
+		t.Parallel()
+		g, _ := newGate(t, stock.Config{})
+
+		got, err := g.Show(ctx)
+		if err != nil || len(got) != 0 {
+			t.Errorf("Show() = %v, %v, want empty, nil", got, err)
+		}
+	})
+
+	t.Run("RefusesBadInputAndChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		g, rdb := newGate(t, stock.Config{})
+		stockSKU(t, g, "A", 5)
+		before := snapshot(t, rdb)
+
+		for name, call := range map[string]func() error{
+			"Set negative":    func() error { _, err := g.Set(ctx, "A", -1); return err },
+			"Set over max":    func() error { _, err := g.Set(ctx, "A", 1_000_000_000_001); return err },
+			"Add zero":        func() error { _, err := g.Add(ctx, "A", 0); return err },
+			"Add negative":    func() error { _, err := g.Add(ctx, "A", -3); return err },
+			"Add past max":    func() error { _, err := g.Add(ctx, "A", 1_000_000_000_000); return err },
+			"Set brace sku":   func() error { _, err := g.Set(ctx, "A}", 1); return err },
+			"Add empty sku":   func() error { _, err := g.Add(ctx, "", 1); return err },
+			"Show brace sku":  func() error { _, err := g.Show(ctx, "{A"); return err },
+			"Set long sku":    func() error { _, err := g.Set(ctx, string(make([]byte, 65)), 1); return err },
+			"Add space sku":   func() error { _, err := g.Add(ctx, "A B", 1); return err },
+			"Show space sku":  func() error { _, err := g.Show(ctx, "A B"); return err },
+			"Set unicode sku": func() error { _, err := g.Set(ctx, "é", 1); return err },
+		} {
+			if err := call(); !errors.Is(err, stock.ErrInvalid) {
+				t.Errorf("%s = %v, want ErrInvalid", name, err)
+			}
+		}
+		if diff := cmp.Diff(before, snapshot(t, rdb)); diff != "" {
+			t.Errorf("refused calls changed the database (-before +after):\n%s", diff)
+		}
+	})
+
+	t.Run("CorruptCounter", func(t *testing.T) {
+		t.Parallel()
+		g, rdb := newGate(t, stock.Config{})
+		stockSKU(t, g, "A", 5)
+		if err := rdb.Set(ctx, stock.HeldKey("A"), "2.5", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, rdb)
+
+		if _, err := g.Show(ctx, "A"); err == nil {
+			t.Errorf("Show(A) with held 2.5 = nil, want an error")
+		}
+		if _, err := g.Add(ctx, "A", 1); !errors.Is(err, stock.ErrInvalid) {
+			t.Errorf("Add(A) with held 2.5 = %v, want ErrInvalid", err)
+		}
+		if _, err := g.Set(ctx, "A", 1); !errors.Is(err, stock.ErrInvalid) {
+			t.Errorf("Set(A) with held 2.5 = %v, want ErrInvalid", err)
+		}
+		if diff := cmp.Diff(before, snapshot(t, rdb)); diff != "" {
+			t.Errorf("refused calls changed the database (-before +after):\n%s", diff)
+		}
+	})
+}
+
+func TestExpiredHolds(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	g, _ := newGate(t, stock.Config{})
+	stockSKU(t, g, "A", 10)
+	stockSKU(t, g, "B", 10)
+	now := time.UnixMilli(time.Now().UnixMilli())
+
+	for _, r := range []struct {
+		order    string
+		skus     []string
+		deadline time.Time
+	}{
+		{"past-a", []string{"A"}, now.Add(-time.Minute)},
+		{"future-a", []string{"A"}, now.Add(time.Hour)},
+		{"past-b", []string{"B"}, now.Add(-2 * time.Minute)},
+		{"now-ab", []string{"A", "B"}, now},
+		{"committed", []string{"A"}, now.Add(-time.Hour)},
+		{"released", []string{"B"}, now.Add(-time.Hour)},
+	} {
+		var lines []stock.Line
+		for _, s := range r.skus {
+			lines = append(lines, stock.Line{SKU: s, Qty: 1})
+		}
+		if _, err := g.Reserve(ctx, r.order, lines, r.deadline); err != nil {
+			t.Fatalf("Reserve(%s) = %v, want nil", r.order, err)
+		}
+	}
+	if _, err := g.Commit(ctx, "committed", []string{"A"}); err != nil {
+		t.Fatalf("Commit(committed) = %v, want nil", err)
+	}
+	if _, err := g.Release(ctx, "released", []string{"B"}); err != nil {
+		t.Fatalf("Release(released) = %v, want nil", err)
+	}
+
+	got, err := g.ExpiredHolds(ctx, now, 100)
+	if err != nil {
+		t.Fatalf("ExpiredHolds(now, 100) = %v, want nil", err)
+	}
+	// Per SKU in SKU order, each SKU's holds by deadline.
+	want := []stock.Hold{
+		{SKU: "A", OrderID: "past-a", Deadline: now.Add(-time.Minute)},
+		{SKU: "A", OrderID: "now-ab", Deadline: now},
+		{SKU: "B", OrderID: "past-b", Deadline: now.Add(-2 * time.Minute)},
+		{SKU: "B", OrderID: "now-ab", Deadline: now},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ExpiredHolds(now, 100) mismatch (-want +got):\n%s", diff)
+	}
+
+	for limit := range 5 {
+		got, err := g.ExpiredHolds(ctx, now, limit)
+		if err != nil {
+			t.Fatalf("ExpiredHolds(now, %d) = %v, want nil", limit, err)
+		}
+		if diff := cmp.Diff(want[:limit], got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("ExpiredHolds(now, %d) mismatch (-want +got):\n%s", limit, diff)
+		}
+	}
+
+	if n, err := g.OpenHolds(ctx); err != nil || n != 5 {
+		t.Errorf("OpenHolds() = %d, %v, want 5, nil", n, err)
+	}
+}
+
+func TestAllow(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+
+	t.Run("LimitThenWindowExpiry", func(t *testing.T) {
+		t.Parallel()
+		g, rdb := newGate(t, stock.Config{})
+		const window = 200 * time.Millisecond
+
+		for i := range 3 {
+			if err := g.Allow(ctx, "c1", 3, window); err != nil {
+				t.Fatalf("Allow(c1) #%d = %v, want nil", i+1, err)
+			}
+		}
+		for range 2 {
+			if err := g.Allow(ctx, "c1", 3, window); !errors.Is(err, stock.ErrRateLimited) {
+				t.Errorf("Allow(c1) over the limit = %v, want ErrRateLimited", err)
+			}
+		}
+		// Another customer has a window of its own.
+		if err := g.Allow(ctx, "c2", 3, window); err != nil {
+			t.Errorf("Allow(c2) = %v, want nil", err)
+		}
+		if ttl := rdb.PTTL(ctx, stock.RateKey("c1")).Val(); ttl <= 0 || ttl > window {
+			t.Errorf("PTTL(rate c1) = %v, want in (0, %v]", ttl, window)
+		}
+		testsvc.Poll(t, 5*time.Second, "the rate window to expire", func() bool {
+			return rdb.Exists(ctx, stock.RateKey("c1")).Val() == 0
+		})
+		if err := g.Allow(ctx, "c1", 3, window); err != nil {
+			t.Errorf("Allow(c1) in a new window = %v, want nil", err)
+		}
+	})
+
+	t.Run("KeyWithoutTTLGetsOne", func(t *testing.T) {
+		t.Parallel()
+		g, rdb := newGate(t, stock.Config{})
+		// Left by a crash between INCR and EXPIRE in an older client: without
+		// a TTL the customer would be limited forever.
+		if err := rdb.Set(ctx, stock.RateKey("c1"), "7", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+
+		if err := g.Allow(ctx, "c1", 3, time.Minute); !errors.Is(err, stock.ErrRateLimited) {
+			t.Errorf("Allow(c1) = %v, want ErrRateLimited", err)
+		}
+		if ttl := rdb.PTTL(ctx, stock.RateKey("c1")).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Errorf("PTTL(rate c1) = %v, want in (0, 1m]", ttl)
+		}
+	})
+
+	t.Run("InvalidArguments", func(t *testing.T) {
+		t.Parallel()
+		g, rdb := newGate(t, stock.Config{})
+		if err := rdb.Set(ctx, stock.RateKey("c9"), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+
+		for name, call := range map[string]func() error{
+			"no customer":  func() error { return g.Allow(ctx, "", 3, time.Second) },
+			"zero limit":   func() error { return g.Allow(ctx, "c1", 0, time.Second) },
+			"tiny window":  func() error { return g.Allow(ctx, "c1", 3, time.Microsecond) },
+			"huge limit":   func() error { return g.Allow(ctx, "c1", 10_000_000_000_000, time.Second) },
+			"neg window":   func() error { return g.Allow(ctx, "c1", 3, -time.Second) },
+			"neg limit":    func() error { return g.Allow(ctx, "c1", -1, time.Second) },
+			"corrupt rate": func() error { return g.Allow(ctx, "c9", 3, time.Second) },
+		} {
+			if err := call(); !errors.Is(err, stock.ErrInvalid) {
+				t.Errorf("Allow(%s) = %v, want ErrInvalid", name, err)
+			}
+		}
+		if n := rdb.Exists(ctx, stock.RateKey("c1")).Val(); n != 0 {
+			t.Errorf("EXISTS rate c1 after refused calls = %d, want 0", n)
+		}
+	})
+}

@@ -1,0 +1,158 @@
+package stock_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/testsvc"
+)
+
+// TestMain stops the package's private redis-server and then looks for
+// leaked goroutines: every Gate test closes its clients, so anything left
+// running is a leak in the code under test or in a test.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testsvc.StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// freeDBs hands out the package server's databases 1-15 (0 is left alone)
+// to one live test at a time. testsvc.RedisDB hands them out round robin, so
+// a slow test's database could be given to a sixteenth test and flushed
+// under it; here a test waits for a database instead.
+var freeDBs = func() chan int {
+	c := make(chan int, 15)
+	for db := 1; db <= 15; db++ {
+		c <- db
+	}
+	return c
+}()
+
+// newGate gives a test a Gate over its own flushed database on the
+// package's private redis-server, and the raw client for inspection.
+func newGate(t *testing.T, cfg stock.Config) (*stock.Gate, *redis.Client) {
+	t.Helper()
+	r := testsvc.SharedRedis(t)
+	var db int
+	select {
+	case db = <-freeDBs:
+	case <-time.After(time.Minute):
+		t.Fatal("no free Redis database after 1m")
+	}
+	rdb := r.Client(db)
+	t.Cleanup(func() {
+		_ = rdb.FlushDB(context.Background()).Err()
+		_ = rdb.Close()
+		freeDBs <- db
+	})
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("FLUSHDB %d: %v", db, err)
+	}
+	return stock.New(rdb, cfg), rdb
+}
+
+// stockSKU sets sku to qty available and fails the test on error.
+func stockSKU(t testing.TB, g *stock.Gate, sku string, qty int64) {
+	t.Helper()
+	if _, err := g.Set(context.Background(), sku, qty); err != nil {
+		t.Fatalf("Set(%s, %d) = %v, want nil", sku, qty, err)
+	}
+}
+
+// levels reads sku's counters through Show.
+func levels(t testing.TB, g *stock.Gate, sku string) stock.Levels {
+	t.Helper()
+	ls, err := g.Show(context.Background(), sku)
+	if err != nil {
+		t.Fatalf("Show(%s) = %v, want nil", sku, err)
+	}
+	return ls[0]
+}
+
+// wantLevels fails the test when sku's counters differ from want.
+func wantLevels(t testing.TB, g *stock.Gate, want stock.Levels) {
+	t.Helper()
+	if diff := cmp.Diff(want, levels(t, g, want.SKU)); diff != "" {
+		t.Errorf("Show(%s) mismatch (-want +got):\n%s", want.SKU, diff)
+	}
+}
+
+// holdState is what one order's hold on one SKU looks like in Redis.
+type holdState struct {
+	Qty      string
+	Deadline string
+	State    string
+	// InDeadlines is whether the order is in the SKU's deadlines zset.
+	InDeadlines bool
+}
+
+func readHold(t testing.TB, rdb redis.Cmdable, sku, order string) holdState {
+	t.Helper()
+	ctx := context.Background()
+	h, err := rdb.HGetAll(ctx, stock.HoldKey(sku, order)).Result()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", stock.HoldKey(sku, order), err)
+	}
+	_, zerr := rdb.ZScore(ctx, stock.DeadlinesKey(sku), order).Result()
+	if zerr != nil && zerr != redis.Nil {
+		t.Fatalf("ZSCORE %s %s: %v", stock.DeadlinesKey(sku), order, zerr)
+	}
+	return holdState{Qty: h["qty"], Deadline: h["deadline"], State: h["state"], InDeadlines: zerr == nil}
+}
+
+// heldHold is the hold state Reserve leaves for qty units until deadline.
+func heldHold(qty int64, deadline time.Time) holdState {
+	return holdState{
+		Qty:         strconv.FormatInt(qty, 10),
+		Deadline:    strconv.FormatInt(deadline.UnixMilli(), 10),
+		State:       "held",
+		InDeadlines: true,
+	}
+}
+
+// snapshot is every key of a database with its type, value and whether it
+// has a TTL: enough to prove that a refused call changed nothing at all.
+func snapshot(t testing.TB, rdb redis.Cmdable) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatalf("KEYS *: %v", err)
+	}
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		typ := rdb.Type(ctx, k).Val()
+		var v any
+		switch typ {
+		case "string":
+			v = rdb.Get(ctx, k).Val()
+		case "hash":
+			v = rdb.HGetAll(ctx, k).Val()
+		case "zset":
+			v = rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
+		case "set":
+			m := rdb.SMembers(ctx, k).Val()
+			slices.Sort(m)
+			v = m
+		}
+		ttl := rdb.PTTL(ctx, k).Val() > 0
+		out[k] = fmt.Sprintf("%s %v ttl=%v", typ, v, ttl)
+	}
+	return out
+}
