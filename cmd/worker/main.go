@@ -44,6 +44,7 @@ type Config struct {
 	AdminUser          string
 	AdminPassword      string // from ADMIN_PASSWORD only: flags show up in ps
 	MonitoringWritable bool
+	Profiling          bool
 	ShutdownTimeout    time.Duration
 	HoldTTL            time.Duration
 	HandlerTimeout     time.Duration
@@ -98,6 +99,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		"admin HTTP address for /healthz, /readyz, /metrics, /monitoring/ [ADMIN_ADDR]")
 	fs.BoolVar(&c.MonitoringWritable, "monitoring-writable", os.Getenv("MONITORING_WRITABLE") == "true",
 		"let /monitoring/ delete, retry and archive tasks (read-only otherwise) [MONITORING_WRITABLE]")
+	fs.BoolVar(&c.Profiling, "pprof", os.Getenv("PPROF") == "true",
+		"serve Go profiles at /debug/pprof/ on the admin address [PPROF]")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDur("SHUTDOWN_TIMEOUT", 20*time.Second),
 		"on SIGTERM, how long running orders may finish before their tasks are handed back to the queue [SHUTDOWN_TIMEOUT]")
 	fs.DurationVar(&c.HoldTTL, "hold-ttl", envDur("HOLD_TTL", 5*time.Minute),

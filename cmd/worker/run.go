@@ -108,6 +108,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Ready:              readiness(rdb, pool),
 		RedisConnOpt:       qopt,
 		MonitoringWritable: cfg.MonitoringWritable,
+		Profiling:          cfg.Profiling,
 		Logger:             log,
 	})
 	if err != nil {

@@ -42,6 +42,9 @@ type Config struct {
 	// MonitoringWritable lets /monitoring/ change queues (pause, delete,
 	// run tasks). Read-only unless set.
 	MonitoringWritable bool
+	// Profiling serves net/http/pprof under /debug/pprof/, behind the same
+	// auth. Off unless set: a profile shows code paths and memory contents.
+	Profiling bool
 	// Logger receives server errors and readiness changes; none when nil.
 	Logger *slog.Logger
 }
