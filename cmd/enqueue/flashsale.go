@@ -184,26 +184,29 @@ feed:
 
 func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout time.Duration, prog *progress) (orders.Stats, error) {
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	// Only undecided ids are asked about again, so the wait reads each row
+	// about once and stays light on the database the sale is running on.
+	pending := ids
 	for {
-		st, err := store.Stats(ctx, ids)
-		if err != nil {
-			return st, err
+		var err error
+		if pending, err = store.Undecided(ctx, pending); err != nil {
+			return orders.Stats{}, err
 		}
-		prog.set("decided", st.Decided, len(ids))
-		if st.Decided >= len(ids) {
-			prog.done(fmt.Sprintf("decided %d/%d orders", st.Decided, len(ids)))
-			return st, nil
+		prog.set("decided", len(ids)-len(pending), len(ids))
+		if len(pending) == 0 {
+			prog.done(fmt.Sprintf("decided %d/%d orders", len(ids), len(ids)))
+			return store.Stats(ctx, ids)
 		}
 		if time.Now().After(deadline) {
 			prog.done("")
-			return st, fmt.Errorf("gave up after %v: %d of %d orders have no row yet (is a worker running?)",
-				timeout, len(ids)-st.Decided, len(ids))
+			return orders.Stats{}, fmt.Errorf("gave up after %v: %d of %d orders have no row yet (is a worker running?)",
+				timeout, len(pending), len(ids))
 		}
 		select {
 		case <-ctx.Done():
-			return st, ctx.Err()
+			return orders.Stats{}, ctx.Err()
 		case <-tick.C:
 		}
 	}

@@ -58,12 +58,37 @@ var ErrNotFound = errors.New("order not found")
 
 // Store is the order store over a pgx pool. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	decides *batcher[Record, decided]
+	gets    *batcher[string, got]
 }
+
+type decided struct {
+	stands   Record
+	inserted bool
+	err      error
+}
+
+type got struct {
+	rec Record
+	err error
+}
+
+// Batching bounds: a batch is one statement and, for Decide, one commit.
+const (
+	maxBatch     = 128
+	maxInflight  = 4
+	batchTimeout = 10 * time.Second
+)
 
 // NewStore returns a Store over pool. The schema comes from the migrations
 // package.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.decides = &batcher[Record, decided]{maxBatch: maxBatch, maxInflight: maxInflight, timeout: batchTimeout, exec: s.decideMany}
+	s.gets = &batcher[string, got]{maxBatch: maxBatch, maxInflight: maxInflight, timeout: batchTimeout, exec: s.getMany}
+	return s
+}
 
 // Pool is the pool the store runs on.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -86,15 +111,6 @@ WITH o AS (
 )
 SELECT * FROM o`
 
-// getSQL reads a row with its lines in one round trip.
-const getSQL = `
-SELECT o.order_id, coalesce(o.customer_id, ''), o.status, o.reason, o.detail, o.placed_at, o.decided_at, o.payload_hash,
-	coalesce(array_agg(l.sku ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}'),
-	coalesce(array_agg(l.qty ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}')
-FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
-WHERE o.order_id = $1
-GROUP BY o.order_id`
-
 // Decide records rec, with its lines, only if no row exists for rec.OrderID:
 // the first terminal write wins. It returns the row that stands afterwards
 // and whether this call inserted it. A zero DecidedAt becomes the database's
@@ -103,6 +119,18 @@ GROUP BY o.order_id`
 // Concurrent calls for one id are safe: Postgres makes the losers wait for
 // the winner's insert to commit, and they then read and return its row.
 func (s *Store) Decide(ctx context.Context, rec Record) (stands Record, inserted bool, err error) {
+	if !rec.Status.valid() {
+		return Record{}, false, fmt.Errorf("decide order %s: unknown status %q", rec.OrderID, rec.Status)
+	}
+	r, ok := s.decides.do(ctx, rec)
+	if !ok {
+		return Record{}, false, fmt.Errorf("decide order %s: %w", rec.OrderID, ctx.Err())
+	}
+	return r.stands, r.inserted, r.err
+}
+
+// decideOne is Decide for a single record, in its own statement.
+func (s *Store) decideOne(ctx context.Context, rec Record) (stands Record, inserted bool, err error) {
 	if !rec.Status.valid() {
 		return Record{}, false, fmt.Errorf("decide order %s: unknown status %q", rec.OrderID, rec.Status)
 	}
@@ -141,20 +169,26 @@ func (s *Store) Decide(ctx context.Context, rec Record) (stands Record, inserted
 
 // Get returns the order's row with its lines, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, orderID string) (Record, error) {
-	var skus []string
-	var qtys []int64
-	rec, err := scanRecord(s.pool.QueryRow(ctx, getSQL, orderID), &skus, &qtys)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Record{}, ErrNotFound
+	r, ok := s.gets.do(ctx, orderID)
+	if !ok {
+		return Record{}, fmt.Errorf("get order %s: %w", orderID, ctx.Err())
 	}
+	return r.rec, r.err
+}
+
+// getOne is Get in its own statement.
+func (s *Store) getOne(ctx context.Context, orderID string) (Record, error) {
+	rows, err := s.pool.Query(ctx, getManySQL, []string{orderID})
 	if err != nil {
 		return Record{}, fmt.Errorf("get order %s: %w", orderID, err)
 	}
-	if len(skus) > 0 {
-		rec.Lines = make([]Line, len(skus))
-		for i := range skus {
-			rec.Lines[i] = Line{SKU: skus[i], Qty: qtys[i]}
-		}
+	found, err := collectRecords(rows)
+	if err != nil {
+		return Record{}, fmt.Errorf("get order %s: %w", orderID, err)
+	}
+	rec, ok := found[orderID]
+	if !ok {
+		return Record{}, ErrNotFound
 	}
 	return rec, nil
 }
@@ -185,6 +219,22 @@ func (s *Store) ConfirmedBySKU(ctx context.Context) (map[string]int64, error) {
 		return nil, fmt.Errorf("confirmed by sku: %w", err)
 	}
 	return collectMap(rows, "confirmed by sku")
+}
+
+// Undecided returns the ids among orderIDs that have no row yet. Pollers
+// pass only what is still undecided, so a whole wait reads each row once.
+func (s *Store) Undecided(ctx context.Context, orderIDs []string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id FROM unnest($1::text[]) AS id
+		WHERE NOT EXISTS (SELECT 1 FROM orders WHERE order_id = id)`, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("undecided orders: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("undecided orders: %w", err)
+	}
+	return ids, nil
 }
 
 // Stats summarises the rows of the given orders.

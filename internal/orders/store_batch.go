@@ -1,0 +1,166 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// decideManySQL is decideSQL for many records: one statement, one commit.
+// Rows go in sorted by order id, so two batches holding the same ids take
+// their unique-index locks in the same order and cannot deadlock.
+const decideManySQL = `
+WITH input AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
+		AS t (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
+), o AS (
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
+	SELECT order_id, NULLIF(customer_id, ''), status, reason, detail, placed_at, coalesce(decided_at, now()), payload_hash
+	FROM input ORDER BY order_id
+	ON CONFLICT (order_id) DO NOTHING
+	RETURNING ` + recordColumns + `
+), l AS (
+	INSERT INTO order_lines (order_id, sku, qty)
+	SELECT li.order_id, li.sku, li.qty
+	FROM unnest($9::text[], $10::text[], $11::bigint[]) AS li (order_id, sku, qty)
+	JOIN o ON o.order_id = li.order_id
+)
+SELECT * FROM o`
+
+// decideMany runs a batch of Decide calls. The first record for an id is
+// the one offered; a later one for the same id in the batch finds the row
+// that stands, as it would have one statement later.
+func (s *Store) decideMany(ctx context.Context, recs []Record) []decided {
+	out := make([]decided, len(recs))
+	if len(recs) == 1 {
+		out[0].stands, out[0].inserted, out[0].err = s.decideOne(ctx, recs[0])
+		return out
+	}
+	first := map[string]int{}
+	var order []int
+	lines := make([][]Line, len(recs))
+	for i, r := range recs {
+		if _, dup := first[r.OrderID]; dup {
+			continue
+		}
+		first[r.OrderID] = i
+		order = append(order, i)
+		lines[i] = normalizeLines(r.Lines)
+		slices.SortFunc(lines[i], func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(recs[a].OrderID, recs[b].OrderID) })
+
+	n := len(order)
+	ids, customers, statuses, reasons, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	placed, decidedAt := make([]*time.Time, n), make([]*time.Time, n)
+	var lineIDs, lineSKUs []string
+	var lineQtys []int64
+	for j, i := range order {
+		r := recs[i]
+		ids[j], customers[j], statuses[j], reasons[j], details[j], hashes[j] = r.OrderID, r.CustomerID, string(r.Status), r.Reason, r.Detail, r.PayloadHash
+		placed[j] = r.PlacedAt
+		if !r.DecidedAt.IsZero() {
+			decidedAt[j] = &r.DecidedAt
+		}
+		for _, l := range lines[i] {
+			lineIDs, lineSKUs, lineQtys = append(lineIDs, r.OrderID), append(lineSKUs, l.SKU), append(lineQtys, l.Qty)
+		}
+	}
+
+	inserted := map[string]Record{}
+	rows, err := s.pool.Query(ctx, decideManySQL, ids, customers, statuses, reasons, details, placed, decidedAt, hashes,
+		lineIDs, lineSKUs, lineQtys)
+	if err == nil {
+		for rows.Next() {
+			rec, serr := scanRecord(rows, nil, nil)
+			if serr != nil {
+				err = serr
+				break
+			}
+			inserted[rec.OrderID] = rec
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		// One bad record must not fail its batch-mates: decide each alone.
+		for i, r := range recs {
+			out[i].stands, out[i].inserted, out[i].err = s.decideOne(ctx, r)
+		}
+		return out
+	}
+
+	for i, r := range recs {
+		fi := first[r.OrderID]
+		if rec, ok := inserted[r.OrderID]; ok {
+			rec.Lines = lines[fi]
+			out[i] = decided{stands: rec, inserted: fi == i}
+			continue
+		}
+		// Another writer got there first. In READ COMMITTED a new statement
+		// sees its committed row.
+		stands, gerr := s.getOne(ctx, r.OrderID)
+		if gerr != nil {
+			gerr = fmt.Errorf("decide order %s: read the standing row: %w", r.OrderID, gerr)
+		}
+		out[i] = decided{stands: stands, err: gerr}
+	}
+	return out
+}
+
+const getManySQL = `
+SELECT o.order_id, coalesce(o.customer_id, ''), o.status, o.reason, o.detail, o.placed_at, o.decided_at, o.payload_hash,
+	coalesce(array_agg(l.sku ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}'),
+	coalesce(array_agg(l.qty ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}')
+FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
+WHERE o.order_id = ANY($1)
+GROUP BY o.order_id`
+
+// getMany runs a batch of Get calls in one statement.
+func (s *Store) getMany(ctx context.Context, ids []string) []got {
+	out := make([]got, len(ids))
+	if len(ids) == 1 {
+		out[0].rec, out[0].err = s.getOne(ctx, ids[0])
+		return out
+	}
+	found := map[string]Record{}
+	rows, err := s.pool.Query(ctx, getManySQL, ids)
+	if err == nil {
+		found, err = collectRecords(rows)
+	}
+	for i, id := range ids {
+		switch rec, ok := found[id]; {
+		case err != nil:
+			out[i].err = fmt.Errorf("get order %s: %w", id, err)
+		case !ok:
+			out[i].err = ErrNotFound
+		default:
+			out[i].rec = rec
+		}
+	}
+	return out
+}
+
+func collectRecords(rows pgx.Rows) (map[string]Record, error) {
+	defer rows.Close()
+	found := map[string]Record{}
+	for rows.Next() {
+		var skus []string
+		var qtys []int64
+		rec, err := scanRecord(rows, &skus, &qtys)
+		if err != nil {
+			return nil, err
+		}
+		for i := range skus {
+			rec.Lines = append(rec.Lines, Line{SKU: skus[i], Qty: qtys[i]})
+		}
+		found[rec.OrderID] = rec
+	}
+	return found, rows.Err()
+}
