@@ -32,38 +32,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeDBs hands out the package server's databases 1-15 (0 is left alone)
-// to one live test at a time. testsvc.RedisDB hands them out round robin, so
-// a slow test's database could be given to a sixteenth test and flushed
-// under it; here a test waits for a database instead.
-var freeDBs = func() chan int {
-	c := make(chan int, 15)
-	for db := 1; db <= 15; db++ {
-		c <- db
-	}
-	return c
-}()
-
 // newGate gives a test a Gate over its own flushed database on the
 // package's private redis-server, and the raw client for inspection.
 func newGate(t *testing.T, cfg stock.Config) (*stock.Gate, *redis.Client) {
 	t.Helper()
-	r := testsvc.SharedRedis(t)
-	var db int
-	select {
-	case db = <-freeDBs:
-	case <-time.After(time.Minute):
-		t.Fatal("no free Redis database after 1m")
-	}
-	rdb := r.Client(db)
-	t.Cleanup(func() {
-		_ = rdb.FlushDB(context.Background()).Err()
-		_ = rdb.Close()
-		freeDBs <- db
-	})
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatalf("FLUSHDB %d: %v", db, err)
-	}
+	_, _, rdb := testsvc.RedisDB(t)
 	return stock.New(rdb, cfg), rdb
 }
 

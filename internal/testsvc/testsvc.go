@@ -137,8 +137,15 @@ var (
 	pkgRedisOnce sync.Once
 	pkgRedis     *Redis
 	pkgRedisErr  error
-	pkgDBMu      sync.Mutex
-	pkgDBNext    = 1
+	// freeDBs holds the package server's databases 1-15 (0 is left alone),
+	// each lent to one live test at a time.
+	freeDBs = func() chan int {
+		c := make(chan int, 15)
+		for db := 1; db <= 15; db++ {
+			c <- db
+		}
+		return c
+	}()
 )
 
 // SharedRedis is one private redis-server per test binary (per package),
@@ -152,27 +159,28 @@ func SharedRedis(tb testing.TB) *Redis {
 	return pkgRedis
 }
 
-// RedisDB hands a test its own database number on the package's private
-// server, flushed before use and after the test. With 16 databases, at most
-// 15 tests of one package may hold one at a time; DB 0 is left alone.
+// RedisDB lends a test its own database on the package's private server,
+// flushed before use and after the test. A test waits for a database while
+// fifteen others hold one, rather than share one that could be flushed
+// under it.
 func RedisDB(tb testing.TB) (*Redis, int, *redis.Client) {
 	tb.Helper()
 	r := SharedRedis(tb)
-	pkgDBMu.Lock()
-	db := pkgDBNext
-	pkgDBNext++
-	if pkgDBNext > 15 {
-		pkgDBNext = 1
+	var db int
+	select {
+	case db = <-freeDBs:
+	case <-time.After(2 * time.Minute):
+		tb.Fatal("no free Redis database after 2m: fifteen tests hold one")
 	}
-	pkgDBMu.Unlock()
 	c := r.Client(db)
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		tb.Fatalf("FLUSHDB %d: %v", db, err)
-	}
 	tb.Cleanup(func() {
 		_ = c.FlushDB(context.Background()).Err()
 		_ = c.Close()
+		freeDBs <- db
 	})
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		tb.Fatalf("FLUSHDB %d: %v", db, err)
+	}
 	return r, db, c
 }
 
