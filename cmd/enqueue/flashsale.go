@@ -53,7 +53,7 @@ type saleFlags struct {
 
 func flashSale(ctx context.Context, e *env, args []string) error {
 	var f saleFlags
-	fs, err := subFlags("flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
+	pos, err := subFlags("flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.sku, "sku", "", "the SKU every buyer orders (required)")
 			fs.IntVar(&f.buyers, "buyers", 0, "number of one-line orders, each from a distinct customer (required)")
@@ -67,10 +67,12 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("%w: unexpected argument %q", config.ErrUsage, fs.Arg(0))
+	case len(pos) > 0:
+		return fmt.Errorf("%w: unexpected argument %q", config.ErrUsage, pos[0])
 	case f.sku == "":
 		return fmt.Errorf("%w: --sku is required", config.ErrUsage)
+	case f.buyers == 0:
+		return fmt.Errorf("%w: --buyers is required", config.ErrUsage)
 	case f.buyers < 1 || f.buyers > 10_000_000:
 		return fmt.Errorf("%w: --buyers must be 1..10000000", config.ErrUsage)
 	case f.concurrency < 1 || f.concurrency > 1024:
@@ -82,7 +84,7 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 	if f.qty < 1 || f.qty > stock.MaxQty {
 		return fmt.Errorf("%w: --qty must be 1..%d", config.ErrUsage, stock.MaxQty)
 	}
-	if err := e.connect(); err != nil {
+	if err := e.connect(ctx); err != nil {
 		return err
 	}
 	var store *orders.Store

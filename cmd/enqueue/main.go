@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/telemetry"
 )
@@ -68,17 +70,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	pos, err := config.ParseLeading(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "enqueue: %v\n", err)
 		return 2
 	}
-	if fs.NArg() == 0 {
+	if len(pos) == 0 {
 		fs.Usage()
 		return 2
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	cmd, rest := pos[0], pos[1:]
 	var cmdFn func(context.Context, *env, []string) error
 	switch cmd {
 	case "order":
@@ -96,7 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e.clientConfig = ccfg
 	// OTEL_* configure tracing; with none set nothing is exported.
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "stockgate-enqueue"})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "stockgate-enqueue",
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		fmt.Fprintf(stderr, "enqueue: %v\n", err)
 		return 1
@@ -122,7 +127,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // connect opens the Asynq client lazily, after argument checks, so a usage
 // error never waits on a network timeout.
-func (e *env) connect() error {
+func (e *env) connect(ctx context.Context) error {
+	// A ping first, so an unreachable Redis is one line naming the
+	// (redacted) URL rather than an Asynq internal error per order.
+	rdb, err := conn.Redis(ctx, e.conn.RedisURL)
+	if err != nil {
+		return err
+	}
+	_ = rdb.Close()
 	opt, err := config.RedisOptions(e.conn.RedisURL)
 	if err != nil {
 		return err
@@ -133,7 +145,7 @@ func (e *env) connect() error {
 	return nil
 }
 
-func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	define(fs)
@@ -141,13 +153,7 @@ func subFlags(name, synopsis string, stderr io.Writer, args []string, define fun
 		fmt.Fprintf(stderr, "Usage: enqueue [flags] %s\n", synopsis)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", config.ErrUsage, err)
-	}
-	return fs, nil
+	return config.Parse(fs, args)
 }
 
 func newID(prefix string) string {
@@ -178,7 +184,7 @@ func ParseLines(args []string) ([]orders.Line, error) {
 
 func placeOrder(ctx context.Context, e *env, args []string) error {
 	var id, customer string
-	fs, err := subFlags("order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
+	pos, err := subFlags("order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
 		fs.StringVar(&customer, "customer", "", "customer id (required)")
 	})
@@ -188,7 +194,7 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 	if customer == "" {
 		return fmt.Errorf("%w: --customer is required", config.ErrUsage)
 	}
-	lines, err := ParseLines(fs.Args())
+	lines, err := ParseLines(pos)
 	if err != nil {
 		return err
 	}
@@ -200,7 +206,7 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
 	}
-	if err := e.connect(); err != nil {
+	if err := e.connect(ctx); err != nil {
 		return err
 	}
 	if _, err := e.client.Submit(ctx, o); err != nil {
@@ -215,15 +221,15 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 const maxLine = orders.MaxPayloadBytes + 1
 
 func placeFile(ctx context.Context, e *env, args []string) error {
-	fs, err := subFlags("file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
+	pos, err := subFlags("file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
 	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fmt.Errorf("%w: want one PATH, or - for stdin", config.ErrUsage)
 	}
 	in := e.stdin
-	if p := fs.Arg(0); p != "-" {
+	if p := pos[0]; p != "-" {
 		f, err := os.Open(p)
 		if err != nil {
 			return err
@@ -231,7 +237,7 @@ func placeFile(ctx context.Context, e *env, args []string) error {
 		defer f.Close()
 		in = f
 	}
-	if err := e.connect(); err != nil {
+	if err := e.connect(ctx); err != nil {
 		return err
 	}
 	r := bufio.NewReaderSize(in, 64<<10)

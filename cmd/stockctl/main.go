@@ -56,18 +56,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	pos, err := config.ParseLeading(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "stockctl: %v\n", err)
 		return 2
 	}
-	if fs.NArg() == 0 {
+	if len(pos) == 0 {
 		fs.Usage()
 		return 2
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var err error
+	cmd, rest := pos[0], pos[1:]
 	switch cmd {
 	case "migrate":
 		err = migrate(ctx, cfg, rest, stdout, stderr)
@@ -100,8 +101,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// subFlags parses a subcommand's own flags; -h prints its usage.
-func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+// subFlags parses a subcommand's own flags, which may come before or after
+// its arguments; -h prints its usage.
+func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet("stockctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	if define != nil {
@@ -111,21 +113,15 @@ func subFlags(name, synopsis string, stderr io.Writer, args []string, define fun
 		fmt.Fprintf(stderr, "Usage: stockctl [flags] %s\n", synopsis)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", config.ErrUsage, err)
-	}
-	return fs, nil
+	return config.Parse(fs, args)
 }
 
 func migrate(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
-	fs, err := subFlags("migrate", "migrate", stderr, args, nil)
+	pos, err := subFlags("migrate", "migrate", stderr, args, nil)
 	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
+	if len(pos) > 0 {
 		return fmt.Errorf("%w: migrate takes no arguments", config.ErrUsage)
 	}
 	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
@@ -150,18 +146,18 @@ func parseQty(s string, min int64) (int64, error) {
 }
 
 func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdout, stderr io.Writer) error {
-	fs, err := subFlags(op, op+" SKU QTY", stderr, args, nil)
+	pos, err := subFlags(op, op+" SKU QTY", stderr, args, nil)
 	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
+	if len(pos) != 2 {
 		return fmt.Errorf("%w: want %s SKU QTY", config.ErrUsage, op)
 	}
-	sku := fs.Arg(0)
+	sku := pos[0]
 	if err := stock.CheckSKU(sku); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
 	}
-	qty, err := parseQty(fs.Arg(1), map[string]int64{"set": 0, "add": 1}[op])
+	qty, err := parseQty(pos[1], map[string]int64{"set": 0, "add": 1}[op])
 	if err != nil {
 		return err
 	}
@@ -197,13 +193,13 @@ func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdo
 
 func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	fs, err := subFlags("show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
+	pos, err := subFlags("show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {sku, available, held, sold, stocked}")
 	})
 	if err != nil {
 		return err
 	}
-	for _, s := range fs.Args() {
+	for _, s := range pos {
 		if err := stock.CheckSKU(s); err != nil {
 			return fmt.Errorf("%w: %v", config.ErrUsage, err)
 		}
@@ -213,7 +209,7 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 		return err
 	}
 	defer rdb.Close()
-	levels, err := stock.New(rdb, stock.Config{}).Show(ctx, fs.Args()...)
+	levels, err := stock.New(rdb, stock.Config{}).Show(ctx, pos...)
 	if err != nil {
 		return err
 	}
@@ -229,7 +225,7 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 	fmt.Fprintln(tw, "SKU\tAVAILABLE\tHELD\tSOLD\t")
 	for _, l := range levels {
 		if !l.Stocked {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t(not stocked)\n", l.SKU)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t not stocked\n", l.SKU)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l.SKU, l.Available, l.Held, l.Sold)
@@ -243,13 +239,13 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 // between their row and their commit, as sold drift.
 func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) (bool, error) {
 	var asJSON bool
-	fs, err := subFlags("reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
+	pos, err := subFlags("reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the comparison as a JSON array")
 	})
 	if err != nil {
 		return false, err
 	}
-	if fs.NArg() > 0 {
+	if len(pos) > 0 {
 		return false, fmt.Errorf("%w: reconcile takes no arguments", config.ErrUsage)
 	}
 	rdb, err := conn.Redis(ctx, cfg.RedisURL)

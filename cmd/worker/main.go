@@ -120,11 +120,12 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := config.Parse(fs, args)
+	if err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q (see worker -h)", fs.Arg(0))
+	if len(pos) > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see worker -h)", pos[0])
 	}
 	c.AdminUser = os.Getenv("ADMIN_USER")
 	c.AdminPassword = os.Getenv("ADMIN_PASSWORD")

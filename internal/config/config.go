@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -34,12 +35,96 @@ type Conn struct {
 }
 
 // Register adds -redis-url and -database-url to fs, defaulting to the
-// REDIS_URL and DATABASE_URL environment variables.
+// REDIS_URL and DATABASE_URL environment variables. -h shows the defaults
+// with their passwords redacted.
 func (c *Conn) Register(fs *flag.FlagSet) {
-	fs.StringVar(&c.RedisURL, "redis-url", Env("REDIS_URL", DefaultRedisURL),
-		"Redis URL, redis:// or rediss:// with the DB number (env REDIS_URL)")
-	fs.StringVar(&c.DatabaseURL, "database-url", Env("DATABASE_URL", DefaultDatabaseURL),
-		"Postgres URL (env DATABASE_URL)")
+	c.RedisURL = Env("REDIS_URL", DefaultRedisURL)
+	c.DatabaseURL = Env("DATABASE_URL", DefaultDatabaseURL)
+	fs.Var(secretURL{&c.RedisURL}, "redis-url",
+		"Redis `URL`, redis:// or rediss:// with the DB number [REDIS_URL]")
+	fs.Var(secretURL{&c.DatabaseURL}, "database-url", "Postgres `URL` [DATABASE_URL]")
+}
+
+// secretURL is a flag whose printed value (in -h) has its password hidden.
+type secretURL struct{ p *string }
+
+func (u secretURL) String() string {
+	if u.p == nil {
+		return ""
+	}
+	return Redact(*u.p)
+}
+
+func (u secretURL) Set(s string) error { *u.p = s; return nil }
+
+// Parse parses args with fs, allowing flags after positional arguments
+// (stockctl show SKU-1 --json) and keeping the flag package's own output
+// quiet: a mistake comes back as one error line marked ErrUsage, and -h as
+// flag.ErrHelp after the usage was printed.
+func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	return parse(fs, args, true)
+}
+
+// ParseLeading is Parse for a command's own flags, which come before its
+// subcommand: parsing stops at the first positional argument.
+func ParseLeading(fs *flag.FlagSet, args []string) ([]string, error) {
+	return parse(fs, args, false)
+}
+
+func parse(fs *flag.FlagSet, args []string, interleave bool) ([]string, error) {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() { fs.SetOutput(out); fs.Usage = usage }()
+
+	var flags, positional []string
+	if interleave {
+		flags, positional = splitArgs(fs, args)
+	} else {
+		flags = args
+	}
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			usage()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v (see -h)", ErrUsage, err)
+	}
+	return append(positional, fs.Args()...), nil
+}
+
+// splitArgs separates flags (with their values) from positional arguments
+// anywhere on the line. A negative number is an argument, not a flag, so
+// that "stockctl set SKU -5" gets a clear reason instead of "no such flag".
+func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return flags, append(positional, args[i+1:]...)
+		}
+		if len(a) < 2 || a[0] != '-' || (a[1] >= '0' && a[1] <= '9') {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, positional
 }
 
 // Env returns the environment variable key, or def when it is unset or empty.

@@ -276,7 +276,9 @@ func (h *Handler) reject(ctx context.Context, o Order, reason, detail string, st
 	}
 	if inserted {
 		h.m.decided(ctx, string(row.Status), row.Reason, start, h.cfg.Now())
-		h.log.InfoContext(ctx, "order rejected", "order_id", o.OrderID, "reason", reason, "detail", detail)
+		// Debug, not info: a sold-out sale rejects thousands a second, and
+		// the row already says why.
+		h.log.DebugContext(ctx, "order rejected", "order_id", o.OrderID, "reason", reason, "detail", detail)
 		return nil
 	}
 	return h.follow(ctx, row, o.SKUs())
@@ -347,9 +349,14 @@ func (h *Handler) lookup(ctx context.Context, orderID string) (Record, error) {
 	ctx, span := h.tr.Start(ctx, "order.lookup", trace.WithAttributes(attribute.String("order.id", orderID)))
 	defer span.End()
 	row, err := h.store.Get(ctx, orderID)
-	endSpan(span, err, ErrNotFound)
-	if err == nil {
-		span.SetAttributes(attribute.String("order.outcome", string(row.Status)))
+	switch {
+	case err == nil:
+		span.SetAttributes(attribute.Bool("order.found", true), attribute.String("order.outcome", string(row.Status)))
+	case errors.Is(err, ErrNotFound):
+		// The usual case: a new order.
+		span.SetAttributes(attribute.Bool("order.found", false))
+	default:
+		endSpan(span, err)
 	}
 	return row, err
 }
@@ -396,19 +403,34 @@ func (h *Handler) release(ctx context.Context, orderID string, skus []string) (i
 }
 
 // endSpan marks a span failed unless err is nil or one of the expected
-// business outcomes, which are recorded as attributes instead.
+// business outcomes, which are recorded as attributes instead, with the
+// same machine-readable reason the order's row gets.
 func endSpan(span trace.Span, err error, business ...error) {
 	if err == nil {
 		return
 	}
 	for _, b := range business {
 		if errors.Is(err, b) {
-			span.SetAttributes(attribute.String("order.outcome", "rejected"), attribute.String("order.reason", err.Error()))
+			span.SetAttributes(attribute.String("order.outcome", "rejected"), attribute.String("order.reason", reasonOf(err)))
 			return
 		}
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, stock.ErrOutOfStock):
+		return ReasonOutOfStock
+	case errors.Is(err, stock.ErrNotStocked):
+		return ReasonUnknownSKU
+	case errors.Is(err, stock.ErrRateLimited):
+		return ReasonRateLimited
+	case errors.Is(err, stock.ErrConflict):
+		return "conflict"
+	}
+	return err.Error()
 }
 
 func truncate(s string, n int) string {
