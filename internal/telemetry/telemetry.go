@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -113,25 +114,28 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, err
 	}
 	t.exporter = name
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
 	if exp != nil {
-		opts = append(opts, sdktrace.WithBatcher(exp))
-	} else {
-		// Nothing would read the spans, so record none: every order makes a
-		// dozen, and building them cost a tenth of the worker's CPU. Spans
-		// still get ids, so log lines keep the storefront's trace_id.
-		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
+		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		tp = t.tp
 	}
-	t.tp = sdktrace.NewTracerProvider(opts...)
+	// With no exporter nothing would read the spans, and building them cost
+	// a tenth of the worker's CPU, so no spans are made. A no-op span passes
+	// its parent's context through, so the storefront's trace id still
+	// reaches the logs, and a producer that does not trace sends no
+	// traceparent: a worker that does starts a sampled trace of its own
+	// instead of inheriting an unsampled one.
 
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
-		_ = t.tp.Shutdown(ctx)
+		if t.tp != nil {
+			_ = t.tp.Shutdown(ctx)
+		}
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
 
-	otel.SetTracerProvider(t.tp)
+	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(t.mp)
 	return t, nil
 }

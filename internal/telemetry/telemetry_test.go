@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -94,11 +95,20 @@ func TestSetupNothingConfigured(t *testing.T) {
 	if got := tel.Exporter(); got != ExporterNone {
 		t.Errorf("Exporter() = %q, want %q", got, ExporterNone)
 	}
+	// No spans are built when nothing would export them, but a propagated
+	// parent passes through, so logs keep the storefront's trace id.
 	_, span := otel.Tracer("test").Start(context.Background(), "quiet.step")
-	if !span.SpanContext().IsValid() {
-		t.Errorf("span context = %v, want a valid one so logs still carry trace ids", span.SpanContext())
+	if span.IsRecording() || span.SpanContext().IsValid() {
+		t.Errorf("root span = recording %v, context %v; want a no-op span", span.IsRecording(), span.SpanContext())
 	}
 	span.End()
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceFlags: trace.FlagsSampled, Remote: true})
+	_, child := otel.Tracer("test").Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "quiet.child")
+	if child.SpanContext().TraceID() != parent.TraceID() {
+		t.Errorf("child of a propagated parent has trace id %s, want %s", child.SpanContext().TraceID(), parent.TraceID())
+	}
+	child.End()
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown() = %v, want nil", err)
 	}
