@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate/internal/stock"
@@ -253,4 +254,24 @@ func TestReconcileDrift(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "DRIFT: stocked +5") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("reconcile after drift: exit %d, stdout %q, stderr %q; want exit 1, the drift named, one stderr line", r.code, r.stdout, r.stderr)
 	}
+}
+
+func pgxpoolFor(t *testing.T, url string) (*pgxpool.Pool, error) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(pool.Close)
+	return pool, nil
+}
+
+// envOf is the last value of key in env, as exec would see it.
+func envOf(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
