@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
 
@@ -32,12 +30,5 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}()
-	testsvc.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testsvc.Finish(code))
 }

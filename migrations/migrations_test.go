@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	"go.uber.org/goleak"
 
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
@@ -21,15 +19,7 @@ import (
 // goroutines: Migrate opens a database/sql handle and a lock connection per
 // call, and must close both.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testsvc.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testsvc.Finish(m.Run()))
 }
 
 // newPool opens a pool on dsn, closed at cleanup: one per simulated worker.

@@ -2,12 +2,10 @@ package orders
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/goleak"
 
 	"github.com/stockgate/stockgate/internal/testsvc"
 	"github.com/stockgate/stockgate/migrations"
@@ -17,15 +15,7 @@ import (
 // databases, then looks for leaked goroutines: every test closes its pools
 // and clients, so anything left running is a leak in the code or a test.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testsvc.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testsvc.Finish(m.Run()))
 }
 
 // testPool gives a test a pool on its own freshly migrated database, closed

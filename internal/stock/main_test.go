@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
@@ -21,15 +20,7 @@ import (
 // leaked goroutines: every Gate test closes its clients, so anything left
 // running is a leak in the code under test or in a test.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testsvc.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testsvc.Finish(m.Run()))
 }
 
 // newGate gives a test a Gate over its own flushed database on the

@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // DefaultAdminURL is the Postgres the tests create their databases on when
@@ -192,6 +193,23 @@ func StopShared() {
 		_ = os.RemoveAll(pkgRedis.Dir)
 	}
 	dropAll()
+}
+
+// Finish ends a test binary: it stops the package's private redis-server,
+// drops its databases and, when the tests passed, fails the run on leaked
+// goroutines (every test closes its pools and clients, so anything left
+// running is a leak in the code or a test). Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testsvc.Finish(m.Run())) }
+func Finish(code int) int {
+	StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			return 1
+		}
+	}
+	return code
 }
 
 // AdminURL is the Postgres URL tests create their databases through.

@@ -1,11 +1,8 @@
 package stockbench_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
@@ -16,12 +13,5 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	closeShared()
-	testsvc.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testsvc.Finish(code))
 }
