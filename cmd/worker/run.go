@@ -84,10 +84,6 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sweeper, err := orders.NewSweeper(gate, store, orders.SweeperConfig{Interval: cfg.SweepInterval, Logger: log})
-	if err != nil {
-		return err
-	}
 
 	ropt, err := config.RedisOptions(cfg.Conn.RedisURL)
 	if err != nil {
@@ -96,6 +92,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	qopt := config.AsynqRedisOpt(ropt)
 	inspector := asynq.NewInspector(qopt)
 	defer inspector.Close()
+	sweeper, err := orders.NewSweeper(gate, store, orders.SweeperConfig{
+		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
+	if err != nil {
+		return err
+	}
 	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -26,9 +27,20 @@ const (
 type SweeperConfig struct {
 	Interval time.Duration // between sweeps; default DefaultSweepInterval
 	Batch    int           // most holds looked at per sweep; default DefaultSweepBatch
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// Archive, when set, lets the sweeper find order tasks that Asynq
+	// archived without a last attempt (their lease kept expiring), so that
+	// those orders too end with a row.
+	Archive *asynq.Inspector
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
+
+// ReasonTaskArchived is recorded for an order whose task Asynq archived
+// before any attempt could decide it.
+const ReasonTaskArchived = "task_archived"
+
+// archivedPerSweep bounds the archived tasks one sweep reads.
+const archivedPerSweep = 1000
 
 // Sweeper settles holds that outlived their deadline. Such a hold belongs to
 // an order whose handler died or gave up: the order gets an expired row if it
@@ -66,6 +78,7 @@ type SweepResult struct {
 	Expired   int // expired rows this sweep inserted
 	Committed int // orders whose holds were committed (their row was confirmed)
 	Released  int // orders whose holds were released
+	Archived  int // failed rows recorded for archived tasks
 }
 
 // Run sweeps every Interval until ctx is done.
@@ -75,9 +88,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "sweep failed", "err", err)
-		} else if res.Orders > 0 {
+		} else if res.Orders > 0 || res.Archived > 0 {
 			s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
-				"committed", res.Committed, "released", res.Released)
+				"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived)
 		}
 		select {
 		case <-ctx.Done():
@@ -111,8 +124,73 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	res.Orders = len(order)
-	span.SetAttributes(attribute.Int("holds.orders", res.Orders), attribute.Int("holds.expired", res.Expired))
+	if s.cfg.Archive != nil {
+		if err := s.sweepArchived(ctx, &res); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	span.SetAttributes(attribute.Int("holds.orders", res.Orders), attribute.Int("holds.expired", res.Expired),
+		attribute.Int("holds.archived", res.Archived))
 	return res, errors.Join(errs...)
+}
+
+// sweepArchived records failed, after releasing its holds, every order
+// whose task sits archived with no row: a worker that died on the task's
+// last attempt (or kept losing its lease) never got to. Archived tasks with
+// no usable order id were archived on purpose and are left alone, as are
+// the tasks themselves: operators still see them in /monitoring/.
+func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
+	var errs []error
+	for page := 1; page <= archivedPerSweep/100; page++ {
+		tasks, err := s.cfg.Archive.ListArchivedTasks(Queue, asynq.Page(page), asynq.PageSize(100))
+		if err != nil {
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				return nil
+			}
+			return fmt.Errorf("list archived tasks: %w", err)
+		}
+		for _, ti := range tasks {
+			if ti.Type != TaskType {
+				continue
+			}
+			o, err := Decode(ti.Payload)
+			if err != nil {
+				continue // invalid input: archived with its reason, never accepted
+			}
+			if _, err := s.store.Get(ctx, o.OrderID); err == nil {
+				continue
+			} else if !errors.Is(err, ErrNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			// The row first, then the holds follow it: a handler still
+			// running on a lost lease may confirm in between, and its
+			// holds must then be committed, not released.
+			row, inserted, err := s.store.Decide(ctx, Record{
+				OrderID: o.OrderID, CustomerID: o.CustomerID, Status: StatusFailed, Reason: ReasonTaskArchived,
+				Detail: truncate(ti.LastErr, 200), PlacedAt: o.PlacedAt, PayloadHash: o.Hash(), Lines: o.Lines,
+			})
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if inserted {
+				res.Archived++
+			}
+			if row.Status == StatusConfirmed {
+				_, err = s.gate.Commit(ctx, o.OrderID, o.SKUs())
+			} else {
+				_, err = s.gate.Release(ctx, o.OrderID, o.SKUs())
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(tasks) < 100 {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res *SweepResult) error {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -151,4 +153,60 @@ func TestSweeperRacesHandler(t *testing.T) {
 		t.Errorf("Stats = %+v, sold = %d; want %d rows, each confirmed or expired, confirmed == sold", st, lv.Sold, n)
 	}
 	t.Logf("race outcome: %d confirmed, %d expired", st.Confirmed, st.Expired)
+}
+
+// TestSweeperArchivedTasks: an order whose task Asynq archived before any
+// attempt decided it (a worker died holding its lease, again and again)
+// still ends with one row, failed, and its holds are released. An archived
+// task with no usable order id is left alone, and a sweep again changes
+// nothing.
+func TestSweeperArchivedTasks(t *testing.T) {
+	t.Parallel()
+	b := setupPipeline(t)
+	b.stockSKU(t, "AR-1", 10)
+	ctx := context.Background()
+
+	o := oneLine("ar-1", "c-1", "AR-1", 3)
+	info, err := b.client.Submit(ctx, o)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	// The dead worker's first attempt got as far as the reserve.
+	if _, err := b.gate.Reserve(ctx, o.OrderID, o.StockLines(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	if err := b.insp.ArchiveTask(Queue, info.ID); err != nil {
+		t.Fatalf("ArchiveTask: %v", err)
+	}
+	junk := asynq.NewTask(TaskType, []byte(`{"no":"id"}`), asynq.Queue(Queue), asynq.TaskID("junk-1"))
+	if _, err := b.ac.Enqueue(junk); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if err := b.insp.ArchiveTask(Queue, "junk-1"); err != nil {
+		t.Fatalf("ArchiveTask(junk): %v", err)
+	}
+
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		res, err := s.SweepOnce(ctx)
+		if err != nil {
+			t.Fatalf("SweepOnce #%d: %v", i, err)
+		}
+		if want := 1 - i; res.Archived != want {
+			t.Errorf("SweepOnce #%d recorded %d archived orders, want %d", i, res.Archived, want)
+		}
+	}
+	rec, err := b.store.Get(ctx, o.OrderID)
+	if err != nil || rec.Status != StatusFailed || rec.Reason != ReasonTaskArchived || len(rec.Lines) != 1 {
+		t.Errorf("Get(%s) = %+v, %v; want failed/%s with its line", o.OrderID, rec, err, ReasonTaskArchived)
+	}
+	if lv := b.assertSettled(t, "AR-1", 10); lv.Available != 10 {
+		t.Errorf("AR-1 = %+v, want the 3 held units back", lv)
+	}
+	if qi, err := b.insp.GetQueueInfo(Queue); err != nil || qi.Archived != 2 {
+		t.Errorf("archived tasks = %v, %v; want both left for operators to see", qi, err)
+	}
 }
