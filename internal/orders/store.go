@@ -90,9 +90,6 @@ func NewStore(pool *pgxpool.Pool) *Store {
 	return s
 }
 
-// Pool is the pool the store runs on.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash`
 
 // decideSQL inserts the row and its lines in one statement, so it is

@@ -109,9 +109,6 @@ func New(rdb redis.UniversalClient, cfg Config) *Gate {
 	}
 }
 
-// Client is the Redis client the gate runs its scripts on.
-func (g *Gate) Client() redis.UniversalClient { return g.rdb }
-
 // CheckLines validates an order's lines the way the scripts will: 1–50
 // lines, valid SKUs, quantities 1..MaxQty and no SKU twice.
 func CheckLines(lines []Line) error {
