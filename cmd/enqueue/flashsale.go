@@ -53,7 +53,7 @@ type saleFlags struct {
 
 func flashSale(ctx context.Context, e *env, args []string) error {
 	var f saleFlags
-	pos, err := subFlags("flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
+	pos, err := config.Subcommand("enqueue", "flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.sku, "sku", "", "the SKU every buyer orders (required)")
 			fs.IntVar(&f.buyers, "buyers", 0, "number of one-line orders, each from a distinct customer (required)")

@@ -145,17 +145,6 @@ func (e *env) connect(ctx context.Context) error {
 	return nil
 }
 
-func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) ([]string, error) {
-	fs := flag.NewFlagSet("enqueue "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	define(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: enqueue [flags] %s\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return config.Parse(fs, args)
-}
-
 func newID(prefix string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -184,7 +173,7 @@ func ParseLines(args []string) ([]orders.Line, error) {
 
 func placeOrder(ctx context.Context, e *env, args []string) error {
 	var id, customer string
-	pos, err := subFlags("order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
+	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
 		fs.StringVar(&customer, "customer", "", "customer id (required)")
 	})
@@ -221,7 +210,7 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 const maxLine = orders.MaxPayloadBytes + 1
 
 func placeFile(ctx context.Context, e *env, args []string) error {
-	pos, err := subFlags("file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
+	pos, err := config.Subcommand("enqueue", "file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
 	if err != nil {
 		return err
 	}

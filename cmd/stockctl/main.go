@@ -101,23 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// subFlags parses a subcommand's own flags, which may come before or after
-// its arguments; -h prints its usage.
-func subFlags(name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) ([]string, error) {
-	fs := flag.NewFlagSet("stockctl "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if define != nil {
-		define(fs)
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: stockctl [flags] %s\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return config.Parse(fs, args)
-}
-
 func migrate(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
-	pos, err := subFlags("migrate", "migrate", stderr, args, nil)
+	pos, err := config.Subcommand("stockctl", "migrate", "migrate", stderr, args, nil)
 	if err != nil {
 		return err
 	}
@@ -146,7 +131,7 @@ func parseQty(s string, min int64) (int64, error) {
 }
 
 func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdout, stderr io.Writer) error {
-	pos, err := subFlags(op, op+" SKU QTY", stderr, args, nil)
+	pos, err := config.Subcommand("stockctl", op, op+" SKU QTY", stderr, args, nil)
 	if err != nil {
 		return err
 	}
@@ -193,7 +178,7 @@ func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdo
 
 func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	pos, err := subFlags("show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
+	pos, err := config.Subcommand("stockctl", "show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {sku, available, held, sold, stocked}")
 	})
 	if err != nil {
@@ -239,7 +224,7 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 // between their row and their commit, as sold drift.
 func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) (bool, error) {
 	var asJSON bool
-	pos, err := subFlags("reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
+	pos, err := config.Subcommand("stockctl", "reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the comparison as a JSON array")
 	})
 	if err != nil {

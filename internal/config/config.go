@@ -65,6 +65,21 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	return parse(fs, args, true)
 }
 
+// Subcommand parses the flags of "prog name", defined by define (nil for
+// none), with Parse; -h prints "Usage: prog [flags] synopsis" and the flags.
+func Subcommand(prog, name, synopsis string, stderr io.Writer, args []string, define func(*flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet(prog+" "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if define != nil {
+		define(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [flags] %s\n", prog, synopsis)
+		fs.PrintDefaults()
+	}
+	return Parse(fs, args)
+}
+
 // ParseLeading is Parse for a command's own flags, which come before its
 // subcommand: parsing stops at the first positional argument.
 func ParseLeading(fs *flag.FlagSet, args []string) ([]string, error) {
