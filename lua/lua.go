@@ -35,3 +35,8 @@ var Add string
 //
 //go:embed ratelimit.lua
 var RateLimit string
+
+// Rebuild restores a SKU's counters from Postgres after Redis lost them.
+//
+//go:embed rebuild.lua
+var Rebuild string

@@ -190,3 +190,36 @@ func (g *Gate) Allow(ctx context.Context, customerID string, limit int, window t
 	}
 	return fmt.Errorf("%w: rate limit script refused its arguments", ErrInvalid)
 }
+
+// ErrLive is returned by Rebuild for a SKU that still has counters in Redis.
+var ErrLive = errors.New("sku has counters in redis")
+
+// Rebuild recreates sku's counters after Redis lost them: available =
+// stocked - sold, held = 0. It refuses (ErrLive) when any counter exists,
+// so it never overwrites a running sale. The caller must fence first: no
+// order that reserved before the loss may still be able to confirm, or its
+// units would be sold twice (see stockctl rebuild).
+func (g *Gate) Rebuild(ctx context.Context, sku string, stocked, sold int64) (Levels, error) {
+	if err := CheckSKU(sku); err != nil {
+		return Levels{}, err
+	}
+	if stocked < 0 || sold < 0 {
+		return Levels{}, fmt.Errorf("%w: rebuild %s: stocked %d and sold %d must be >= 0", ErrInvalid, sku, stocked, sold)
+	}
+	if err := g.rdb.SAdd(ctx, SKUsKey, sku).Err(); err != nil {
+		return Levels{}, fmt.Errorf("rebuild %s: %w", sku, err)
+	}
+	keys := []string{AvailKey(sku), HeldKey(sku), SoldKey(sku)}
+	res, err := runInts(ctx, rebuildScript, g.rdb, keys,
+		[]any{strconv.FormatInt(stocked, 10), strconv.FormatInt(sold, 10)}, 3)
+	if err != nil {
+		return Levels{}, fmt.Errorf("rebuild %s: %w", sku, err)
+	}
+	switch res[0] {
+	case -1:
+		return Levels{}, fmt.Errorf("rebuild %s: %w", sku, ErrLive)
+	case -2:
+		return Levels{}, fmt.Errorf("%w: rebuild %s refused (out of range)", ErrInvalid, sku)
+	}
+	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
+}

@@ -3,6 +3,7 @@ package stock_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -306,4 +307,52 @@ func TestAllow(t *testing.T) {
 			t.Errorf("EXISTS rate c1 after refused calls = %d, want 0", n)
 		}
 	})
+}
+
+// TestRebuild: counters come back as stocked - sold with nothing held, and
+// a SKU with any counter left is never overwritten.
+func TestRebuild(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, rdb := newGate(t, stock.Config{})
+
+	got, err := g.Rebuild(ctx, "R", 100, 30)
+	if diff := cmp.Diff(stock.Levels{SKU: "R", Available: 70, Sold: 30, Stocked: true}, got); err != nil || diff != "" {
+		t.Fatalf("Rebuild(R, 100, 30) = %v mismatch (-want +got):\n%s", err, diff)
+	}
+	wantLevels(t, g, stock.Levels{SKU: "R", Available: 70, Sold: 30, Stocked: true})
+	if skus, err := g.SKUs(ctx); err != nil || !slices.Contains(skus, "R") {
+		t.Errorf("SKUs() = %v, %v; want R registered", skus, err)
+	}
+
+	// A live SKU, even one whose available key alone survived or was
+	// recreated, is left exactly as it is.
+	if _, err := g.Rebuild(ctx, "R", 5, 0); !errors.Is(err, stock.ErrLive) {
+		t.Errorf("Rebuild of a live SKU = %v, want ErrLive", err)
+	}
+	wantLevels(t, g, stock.Levels{SKU: "R", Available: 70, Sold: 30, Stocked: true})
+	if err := rdb.Set(ctx, stock.SoldKey("S"), 4, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Rebuild(ctx, "S", 10, 4); !errors.Is(err, stock.ErrLive) {
+		t.Errorf("Rebuild with a sold counter left = %v, want ErrLive", err)
+	}
+
+	// Sold above stocked (an oversell before the rebuild) leaves nothing to
+	// sell rather than a negative counter.
+	got, err = g.Rebuild(ctx, "O", 10, 12)
+	if diff := cmp.Diff(stock.Levels{SKU: "O", Available: 0, Sold: 12, Stocked: true}, got); err != nil || diff != "" {
+		t.Errorf("Rebuild(O, 10, 12) = %v mismatch (-want +got):\n%s", err, diff)
+	}
+	if _, err := g.Reserve(ctx, "o1", []stock.Line{{SKU: "O", Qty: 1}}, time.Now().Add(time.Hour)); !errors.Is(err, stock.ErrOutOfStock) {
+		t.Errorf("Reserve after an oversold rebuild = %v, want out of stock", err)
+	}
+	for _, bad := range []struct {
+		sku           string
+		stocked, sold int64
+	}{{"", 1, 0}, {"{x}", 1, 0}, {"N", -1, 0}, {"N", 1, -1}} {
+		if _, err := g.Rebuild(ctx, bad.sku, bad.stocked, bad.sold); err == nil {
+			t.Errorf("Rebuild(%q, %d, %d) = nil, want an error", bad.sku, bad.stocked, bad.sold)
+		}
+	}
 }

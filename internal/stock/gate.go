@@ -46,6 +46,7 @@ var (
 	commitScript    = redis.NewScript(lua.Commit)
 	setScript       = redis.NewScript(lua.Set)
 	addScript       = redis.NewScript(lua.Add)
+	rebuildScript   = redis.NewScript(lua.Rebuild)
 	rateLimitScript = redis.NewScript(lua.RateLimit)
 )
 

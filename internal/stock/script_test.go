@@ -164,6 +164,22 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		)
 	}
 
+	var rebuild []scriptCase
+	for name, q := range map[string]string{
+		"negative": "-1", "fractional": "1.5", "exponent": "1e3", "non-numeric": "abc", "empty": "",
+		"over max": "1000000000001", "huge": "99999999999999999999",
+	} {
+		rebuild = append(rebuild,
+			scriptCase{"stocked " + name, counters("A"), strs(q, "0")},
+			scriptCase{"sold " + name, counters("A"), strs("10", q)},
+		)
+	}
+	rebuild = append(rebuild,
+		scriptCase{"missing sold", counters("A"), strs("10")},
+		scriptCase{"two keys", counters("A")[:2], strs("10", "0")},
+		scriptCase{"counters of two skus", []string{stock.AvailKey("A"), stock.HeldKey("B"), stock.SoldKey("B")}, strs("10", "0")},
+	)
+
 	var rate []scriptCase
 	for name, v := range map[string]string{
 		"negative": "-1", "zero": "0", "fractional": "1.5", "exponent": "1e3", "non-numeric": "abc",
@@ -190,6 +206,7 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		{"commit", lua.Commit, commit},
 		{"set", lua.Set, adjust(0)},
 		{"add", lua.Add, adjust(1)},
+		{"rebuild", lua.Rebuild, rebuild},
 		{"ratelimit", lua.RateLimit, rate},
 	}
 
