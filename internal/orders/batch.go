@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type batcher[Req, Res any] struct {
 }
 
 type call[Req, Res any] struct {
+	ctx  context.Context
 	req  Req
 	done chan Res
 }
@@ -35,7 +37,7 @@ type call[Req, Res any] struct {
 // first it returns ok=false; the batch still runs to completion for the
 // others, so callers must be idempotent (Decide and Get are).
 func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (res Res, ok bool) {
-	c := &call[Req, Res]{req: req, done: make(chan Res, 1)}
+	c := &call[Req, Res]{ctx: ctx, req: req, done: make(chan Res, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
 	lead := b.inflight < b.maxInflight
@@ -68,6 +70,15 @@ func (b *batcher[Req, Res]) lead(ctx context.Context) {
 		batch := b.pending[:n:n]
 		b.pending = b.pending[n:]
 		b.mu.Unlock()
+
+		// A caller that has given up must not have its request run later:
+		// an order's confirmed row must never land after its handler's
+		// deadline, or stockctl rebuild's fence (which waits out that
+		// deadline) would not hold.
+		batch = slices.DeleteFunc(batch, func(c *call[Req, Res]) bool { return c.ctx.Err() != nil })
+		if len(batch) == 0 {
+			continue
+		}
 
 		reqs := make([]Req, len(batch))
 		for i, c := range batch {

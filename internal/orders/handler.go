@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/stockgate/stockgate/internal/failpoint"
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -29,6 +30,10 @@ const (
 	ReasonRetriesExhausted = "retries_exhausted"
 	ReasonHoldExpired      = "hold_expired"
 )
+
+// ErrStockNotLoaded is returned (and retried) when an order names a SKU
+// that Postgres's catalogue has but Redis has no counters for.
+var ErrStockNotLoaded = errors.New("stock not loaded")
 
 const instrumentation = "github.com/stockgate/stockgate/orders"
 
@@ -134,7 +139,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		return h.reject(ctx, Order{OrderID: inv.OrderID}, inv.Error(), "", start)
 	}
-	return h.process(ctx, o, start)
+	if err := h.process(ctx, o, start); err != nil {
+		return err
+	}
+	// The order is decided and its holds follow the row; Asynq has yet to
+	// mark the task done.
+	return h.fail("before_ack")
 }
 
 func (h *Handler) validate(ctx context.Context, payload []byte) (Order, error) {
@@ -164,12 +174,12 @@ func (h *Handler) process(ctx context.Context, o Order, start time.Time) error {
 	if err == nil || !hasMax || attempt < maxRetry {
 		return err
 	}
-	// Out of retries: the compensating restock, then a failed row. If either
-	// step fails too, the hold's deadline still hands the order to the sweeper.
+	// Out of retries: a failed row unless one stands, then the compensating
+	// restock through follow. The row comes first because an earlier attempt,
+	// or this one, may have confirmed the order before failing: its holds
+	// must then be committed, never given back. If either step fails too, the
+	// hold's deadline still hands the order to the sweeper.
 	h.log.ErrorContext(ctx, "order retries exhausted", "order_id", o.OrderID, "attempt", attempt, "err", err)
-	if _, rerr := h.release(ctx, o.OrderID, o.SKUs()); rerr != nil {
-		return errors.Join(err, rerr)
-	}
 	row, inserted, derr := h.persist(ctx, Record{
 		OrderID: o.OrderID, CustomerID: o.CustomerID, Status: StatusFailed,
 		Reason: ReasonRetriesExhausted, Detail: truncate(err.Error(), 200),
@@ -220,6 +230,18 @@ func (h *Handler) decide(ctx context.Context, o Order, start time.Time) error {
 		case errors.As(err, &oos):
 			return h.reject(ctx, o, ReasonOutOfStock, fmt.Sprintf("%s has %d available", oos.SKU, oos.Available), start)
 		case errors.As(err, &ns):
+			// Fail closed: a SKU the catalogue knows but Redis does not
+			// means Redis lost its counters. Retry until stockctl rebuild
+			// restores them; rejecting would turn data loss into sold-out.
+			known, cerr := h.store.Catalogued(ctx, ns.SKU)
+			if cerr != nil {
+				return errors.Join(err, cerr)
+			}
+			if known {
+				h.log.WarnContext(ctx, "stock not loaded in Redis for a catalogued SKU; retrying (run stockctl rebuild if Redis lost its data)",
+					"order_id", o.OrderID, "sku", ns.SKU)
+				return fmt.Errorf("%w: %s is catalogued in Postgres but has no counters in Redis", ErrStockNotLoaded, ns.SKU)
+			}
 			return h.reject(ctx, o, ReasonUnknownSKU, ns.SKU+" was never stocked", start)
 		case errors.Is(err, stock.ErrConflict):
 			// Another payload with this id holds different lines right now.
@@ -254,15 +276,13 @@ func (h *Handler) decide(ctx context.Context, o Order, start time.Time) error {
 	return h.follow(ctx, row, o.SKUs())
 }
 
-// reject releases whatever the order holds, then records it rejected. The
-// release comes first so that a crash in between leaves a hold that the
-// retry (or the sweeper) cleans up, never a rejected order holding stock.
+// reject records the order rejected, unless a row already stands, and then
+// makes its holds follow the row that stands. The row comes first because
+// holds are keyed by order id, not by delivery: giving them back first could
+// take the hold of a duplicate delivery (or another payload with this id)
+// that is confirming at the same moment. A crash between the two leaves a
+// hold on a rejected order, which the retry (step 2) or the sweeper gives back.
 func (h *Handler) reject(ctx context.Context, o Order, reason, detail string, start time.Time) error {
-	if len(o.Lines) > 0 {
-		if _, err := h.release(ctx, o.OrderID, o.SKUs()); err != nil {
-			return err
-		}
-	}
 	rec := Record{
 		OrderID: o.OrderID, CustomerID: o.CustomerID, Status: StatusRejected,
 		Reason: reason, Detail: detail, PlacedAt: o.PlacedAt, Lines: o.Lines,
@@ -279,7 +299,6 @@ func (h *Handler) reject(ctx context.Context, o Order, reason, detail string, st
 		// Debug, not info: a sold-out sale rejects thousands a second, and
 		// the row already says why.
 		h.log.DebugContext(ctx, "order rejected", "order_id", o.OrderID, "reason", reason, "detail", detail)
-		return nil
 	}
 	return h.follow(ctx, row, o.SKUs())
 }
@@ -288,16 +307,7 @@ func (h *Handler) reject(ctx context.Context, o Order, reason, detail string, st
 // it is confirmed, release otherwise. Both are idempotent. Holds on SKUs the
 // standing row does not list belong to a dropped payload and are released.
 func (h *Handler) follow(ctx context.Context, row Record, payloadSKUs []string) error {
-	rowSKUs := make([]string, 0, len(row.Lines))
-	for _, l := range row.Lines {
-		rowSKUs = append(rowSKUs, l.SKU)
-	}
-	var extra []string
-	for _, s := range payloadSKUs {
-		if !slices.Contains(rowSKUs, s) {
-			extra = append(extra, s)
-		}
-	}
+	rowSKUs, extra := splitByRow(row, payloadSKUs)
 	if row.Status != StatusConfirmed {
 		if all := append(rowSKUs, extra...); len(all) > 0 {
 			_, err := h.release(ctx, row.OrderID, all)
@@ -316,7 +326,27 @@ func (h *Handler) follow(ctx context.Context, row Record, payloadSKUs []string) 
 	return h.commit(ctx, row.OrderID, rowSKUs)
 }
 
+// fail marks a named step of the flow: the chaos suite's failpoints (only in
+// binaries built with the failpoints tag) and this package's test hook can
+// crash, stall or fail the attempt there.
+// splitByRow splits the SKUs an order may hold into the standing row's own
+// SKUs and the extra ones, which only a dropped payload with this id could
+// have taken and which therefore always go back.
+func splitByRow(row Record, payloadSKUs []string) (rowSKUs, extra []string) {
+	rowSKUs = make([]string, 0, len(row.Lines))
+	for _, l := range row.Lines {
+		rowSKUs = append(rowSKUs, l.SKU)
+	}
+	for _, s := range payloadSKUs {
+		if !slices.Contains(rowSKUs, s) {
+			extra = append(extra, s)
+		}
+	}
+	return rowSKUs, extra
+}
+
 func (h *Handler) fail(step string) error {
+	failpoint.Inject(step)
 	if h.cfg.hook == nil {
 		return nil
 	}

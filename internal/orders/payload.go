@@ -227,6 +227,15 @@ func Encode(o Order) ([]byte, error) {
 	return b, nil
 }
 
+// CheckID returns nil when id is usable as an order_id or customer_id: 1-64
+// characters of [A-Za-z0-9_.:-].
+func CheckID(id string) error {
+	if r := checkID("id", id); r != "" {
+		return errors.New(r)
+	}
+	return nil
+}
+
 // checkID returns "" when s is 1-64 characters of [A-Za-z0-9_.:-], and
 // otherwise the reason.
 func checkID(field, s string) string {

@@ -458,3 +458,46 @@ func TestRejectionReasons(t *testing.T) {
 		t.Errorf("RR-1 sold = %d, want 3", lv.Sold)
 	}
 }
+
+// TestStockNotLoadedFailsClosed: a SKU the Postgres catalogue knows but
+// Redis has no counters for (Redis lost its data) is an infrastructure
+// failure: the attempt returns a retryable error, writes no row and takes
+// no stock. Once the counters are back, the retry sells.
+func TestStockNotLoadedFailsClosed(t *testing.T) {
+	t.Parallel()
+	b := setupPipeline(t)
+	ctx := context.Background()
+	b.stockSKU(t, "LOST-1", 5)
+	// What a Redis restart without persistence leaves behind.
+	if err := b.rdb.Del(ctx, stock.AvailKey("LOST-1"), stock.HeldKey("LOST-1"), stock.SoldKey("LOST-1")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h := b.handler(t, HandlerConfig{})
+	task, err := b.client.NewTask(ctx, oneLine("lost-1", "c-1", "LOST-1", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.ProcessTask(ctx, task)
+	if !errors.Is(err, ErrStockNotLoaded) || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ProcessTask with the counters gone = %v, want a retryable ErrStockNotLoaded", err)
+	}
+	if _, err := b.store.Get(ctx, "lost-1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(lost-1) = %v, want no row while the stock is not loaded", err)
+	}
+	if n, _ := b.rdb.Exists(ctx, stock.AvailKey("LOST-1")).Result(); n != 0 {
+		t.Error("the failed attempt created a stock key")
+	}
+
+	if _, err := b.gate.Rebuild(ctx, "LOST-1", 5, 0); err != nil {
+		t.Fatalf("Rebuild: %v", err)
+	}
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatalf("ProcessTask after the rebuild = %v, want nil", err)
+	}
+	if rec, err := b.store.Get(ctx, "lost-1"); err != nil || rec.Status != StatusConfirmed {
+		t.Errorf("Get(lost-1) = %+v, %v; want confirmed", rec, err)
+	}
+	if lv := b.assertSettled(t, "LOST-1", 5); lv.Sold != 2 {
+		t.Errorf("LOST-1 sold = %d, want 2", lv.Sold)
+	}
+}

@@ -306,24 +306,53 @@ func micros(us *int64) time.Duration {
 	return time.Duration(*us) * time.Microsecond
 }
 
+// Movement is one stock change made through stockctl.
+type Movement struct {
+	SKU     string
+	Op      string // set, add, rebuild, or record
+	Qty     int64  // the quantity the operator gave (see stock_movements)
+	Stocked int64  // the SKU's stocked total afterwards
+}
+
 // RecordStock sets sku's stocked total in the catalogue: the units ever
-// made available and not taken back. stockctl calls it beside every set and
-// add, so reconcile can check Redis against it.
+// made available and not taken back. It is RecordMovement with op record.
 func (s *Store) RecordStock(ctx context.Context, sku string, stocked int64) error {
-	if err := stock.CheckSKU(sku); err != nil {
+	return s.RecordMovement(ctx, Movement{SKU: sku, Op: "record", Qty: stocked, Stocked: stocked})
+}
+
+// RecordMovement appends m to stock_movements and sets the SKU's stocked
+// total in products, in one statement. stockctl calls it beside every set,
+// add and rebuild, so reconcile can check Redis against the catalogue and
+// rebuild can restore Redis from it.
+func (s *Store) RecordMovement(ctx context.Context, m Movement) error {
+	if err := stock.CheckSKU(m.SKU); err != nil {
 		return fmt.Errorf("record stock: %w", err)
 	}
-	if stocked < 0 {
-		return fmt.Errorf("record stock %s: stocked %d must be >= 0", sku, stocked)
+	if m.Stocked < 0 || m.Qty < 0 {
+		return fmt.Errorf("record stock %s: stocked %d and qty %d must be >= 0", m.SKU, m.Stocked, m.Qty)
 	}
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO products (sku, stocked, updated_at) VALUES ($1, $2, now())
+		WITH m AS (
+			INSERT INTO stock_movements (sku, op, qty, stocked) VALUES ($1, $2, $3, $4)
+		)
+		INSERT INTO products (sku, stocked, updated_at) VALUES ($1, $4, now())
 		ON CONFLICT (sku) DO UPDATE SET stocked = excluded.stocked, updated_at = excluded.updated_at`,
-		sku, stocked)
+		m.SKU, m.Op, m.Qty, m.Stocked)
 	if err != nil {
-		return fmt.Errorf("record stock %s: %w", sku, err)
+		return fmt.Errorf("record stock %s: %w", m.SKU, err)
 	}
 	return nil
+}
+
+// Catalogued reports whether sku has ever been stocked through stockctl.
+// The handler asks when Redis has no counters for a SKU: a catalogued SKU
+// means Redis lost its data, not that the storefront sent a bad SKU.
+func (s *Store) Catalogued(ctx context.Context, sku string) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM products WHERE sku = $1)`, sku).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up product %s: %w", sku, err)
+	}
+	return ok, nil
 }
 
 // Products returns every catalogued SKU's stocked total.

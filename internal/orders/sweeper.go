@@ -177,10 +177,18 @@ func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
 			if inserted {
 				res.Archived++
 			}
+			// A confirmed row commits its own lines; holds this payload
+			// took on SKUs the row does not list were dropped with it.
+			rowSKUs, extra := splitByRow(row, o.SKUs())
 			if row.Status == StatusConfirmed {
-				_, err = s.gate.Commit(ctx, o.OrderID, o.SKUs())
+				if len(extra) > 0 {
+					_, err = s.gate.Release(ctx, o.OrderID, extra)
+				}
+				if err == nil {
+					_, err = s.gate.Commit(ctx, o.OrderID, rowSKUs)
+				}
 			} else {
-				_, err = s.gate.Release(ctx, o.OrderID, o.SKUs())
+				_, err = s.gate.Release(ctx, o.OrderID, append(rowSKUs, extra...))
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -211,17 +219,22 @@ func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res
 		return err
 	}
 	if row.Status == StatusConfirmed {
-		// Commit what the hold recorded on the SKUs found expired; the row's
-		// own lines may name more, and committing those is idempotent too.
-		all := skus
-		for _, l := range row.Lines {
-			all = append(all, l.SKU)
+		// Commit the row's own lines (idempotent for those already
+		// committed). An expired hold on a SKU the row does not list was
+		// taken by another payload with this id, which the row dropped: its
+		// units were never sold, so they go back.
+		rowSKUs, extra := splitByRow(row, skus)
+		if len(extra) > 0 {
+			if _, err := s.gate.Release(ctx, orderID, extra); err != nil {
+				return err
+			}
+			s.swept.Add(ctx, int64(len(extra)), metric.WithAttributes(attribute.String("action", "released")))
 		}
-		if _, err := s.gate.Commit(ctx, orderID, all); err != nil {
+		if _, err := s.gate.Commit(ctx, orderID, rowSKUs); err != nil {
 			return err
 		}
 		res.Committed++
-		s.swept.Add(ctx, int64(len(skus)), metric.WithAttributes(attribute.String("action", "committed")))
+		s.swept.Add(ctx, int64(len(skus)-len(extra)), metric.WithAttributes(attribute.String("action", "committed")))
 		return nil
 	}
 	if _, err := s.gate.Release(ctx, orderID, skus); err != nil {
