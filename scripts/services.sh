@@ -21,6 +21,8 @@
 #   It creates the `stockgate` database when it started Postgres itself.
 # `up test` uses TEST_DATABASE_URL (default: postgres://postgres@127.0.0.1:5432/
 #   postgres?sslmode=disable) when it answers, else a local cluster as above.
+#   Either way it installs redis-server and postgresql when they are missing:
+#   tests start private servers of both.
 #
 # Postgres refuses to run as root, so as root the cluster runs as the
 # `postgres` user (PG_RUN_USER overrides) and ./.data/pg belongs to it. When
@@ -318,8 +320,10 @@ up_run() {
 }
 
 up_test() {
-	# The tests start private redis-servers; they only need the binary.
+	# The tests start private redis-servers and Postgres clusters
+	# (testsvc.StartPostgres); they only need the binaries.
 	ensure_tool redis-server
+	ensure_tool postgres
 	local url=${TEST_DATABASE_URL:-$DEFAULT_TEST_DATABASE_URL}
 	if pg_answers "$url"; then
 		log "postgres: tests use $url"

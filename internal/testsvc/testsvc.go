@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -103,7 +104,10 @@ func (r *Redis) Start() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		// Under --requirepass the server answers PING with NOAUTH; that is
+		// up. Other error replies (LOADING) are not.
+		var reply redis.Error
+		if err == nil || (errors.As(err, &reply) && strings.HasPrefix(reply.Error(), "NOAUTH")) {
 			return nil
 		}
 		if time.Now().After(deadline) {
