@@ -8,7 +8,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-# Knobs: make bench BENCH=Reserve BENCHTIME=2s COUNT=5, make fuzz FUZZTIME=5m,
+# Knobs: make bench BENCH=Reserve BENCHTIME=2s COUNT=5, make fuzz FUZZTIME=5m FUZZPARALLEL=1,
 # make test PKG=./internal/stock/... TESTFLAGS=-v.
 PKG ?= ./...
 TESTFLAGS ?=
@@ -17,8 +17,9 @@ BENCHTIME ?= 1s
 COUNT ?= 1
 FUZZ ?= .
 FUZZTIME ?= 1m
+FUZZPARALLEL ?=
 
-.PHONY: help build lint lint/sh test test/short bench bench/pipeline fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh test test/short chaos bench bench/pipeline fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
@@ -40,6 +41,9 @@ test: lint ## lint, then the whole suite with -race on real Redis, Postgres and 
 test/short: ## the quick tests only (-short), with -race
 	@bash scripts/testenv.sh go test -short -race -count=1 -timeout 10m $(TESTFLAGS) $(PKG)
 
+chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHAOS_RUN=regexp narrows)
+	@bash scripts/testenv.sh --no-browser bash scripts/chaos.sh
+
 bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
 	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)
 
@@ -47,7 +51,7 @@ bench/pipeline: ## the whole pipeline against the Postgres-only design (BUYERS=2
 	@bash scripts/testenv.sh --no-browser bash scripts/bench-pipeline.sh $${BUYERS:-20000} $${PGSECS:-20}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
-	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh
+	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh
 
 run: ## the demo: services, migrate, stock DEMO-SKU, start the worker, a 1000-buyer flash sale
 	@bash scripts/run.sh
