@@ -1,18 +1,12 @@
 package chaos
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,127 +72,32 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	return c
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+// commandTimeout bounds one run of a command.
+const commandTimeout = 5 * time.Minute
 
-func (c *cluster) run(env []string, name string, args ...string) result {
+func (c *cluster) run(env []string, name string, args ...string) testsvc.CommandResult {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
-	cmd.Env = append(append([]string{}, c.env...), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		c.t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testsvc.RunCommand(c.t, commandTimeout, filepath.Join(binDir, name), slices.Concat(c.env, env), args...)
 }
 
 func (c *cluster) must(name string, args ...string) string {
 	c.t.Helper()
-	r := c.run(nil, name, args...)
-	if r.code != 0 {
-		c.t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
-}
-
-// worker is a running worker process.
-type worker struct {
-	cmd   *exec.Cmd
-	admin string
-	mu    sync.Mutex
-	out   bytes.Buffer
-	done  chan struct{}
-	err   error
-}
-
-func (w *worker) output() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.String()
-}
-
-// exited reports whether the process has ended.
-func (w *worker) exited() bool {
-	select {
-	case <-w.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (w *worker) signal(sig syscall.Signal) {
-	_ = w.cmd.Process.Signal(sig)
+	return testsvc.MustRunCommand(c.t, commandTimeout, filepath.Join(binDir, name), c.env, args...)
 }
 
 // startWorker starts a worker and waits until it is ready. env may arm
 // failpoints (STOCKGATE_FAILPOINTS=...).
-func (c *cluster) startWorker(env []string, args ...string) *worker {
+func (c *cluster) startWorker(env []string, args ...string) *testsvc.Process {
 	c.t.Helper()
 	port, err := testsvc.FreePort()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w := &worker{admin: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
-	args = append([]string{"--admin-addr", w.admin, "--sweep-interval", "500ms", "--retry-base", "100ms", "--retry-max", "5s"}, args...)
-	w.cmd = exec.Command(filepath.Join(binDir, "worker"), args...)
-	w.cmd.Env = append(append([]string{}, c.env...), env...)
-	pr, pw := io.Pipe()
-	w.cmd.Stdout, w.cmd.Stderr = pw, pw
-	if err := w.cmd.Start(); err != nil {
-		c.t.Fatalf("start worker: %v", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.out.Write(sc.Bytes())
-			w.out.WriteByte('\n')
-			w.mu.Unlock()
-		}
-	}()
-	go func() {
-		w.err = w.cmd.Wait()
-		pw.Close()
-		close(w.done)
-	}()
-	c.t.Cleanup(func() {
-		_ = w.cmd.Process.Signal(syscall.SIGCONT)
-		_ = w.cmd.Process.Kill()
-		<-w.done
-		if c.t.Failed() {
-			c.t.Logf("worker %s output (last 3000 bytes):\n%s", w.admin, tail(w.output(), 3000))
-		}
-	})
-	testsvc.Poll(c.t, time.Minute, "worker /readyz to answer 200", func() bool {
-		if w.exited() {
-			c.t.Fatalf("worker exited during start: %v\n%s", w.err, w.output())
-		}
-		resp, err := http.Get("http://" + w.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	admin := fmt.Sprintf("127.0.0.1:%d", port)
+	args = append([]string{"--admin-addr", admin, "--sweep-interval", "500ms", "--retry-base", "100ms", "--retry-max", "5s"}, args...)
+	w := testsvc.StartProcess(c.t, filepath.Join(binDir, "worker"), slices.Concat(c.env, env), args...)
+	testsvc.WaitReady(c.t, time.Minute, admin, w)
 	return w
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 // sale is one flash sale: buyers one-unit orders RUN-1..RUN-buyers for units.
@@ -279,7 +178,7 @@ func (c *cluster) settle(s sale, timeout time.Duration) figures {
 		if n, err := c.rdb.ZCard(ctx, stock.DeadlinesKey(s.sku)).Result(); err != nil || n != 0 {
 			return false
 		}
-		return c.run(nil, "stockctl", "reconcile").code == 0
+		return c.run(nil, "stockctl", "reconcile").Code == 0
 	})
 	f := figures{Orders: s.buyers, Seconds: time.Since(c.start).Seconds()}
 	var confirmedQty, stocked int64

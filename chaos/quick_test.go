@@ -91,17 +91,17 @@ func testSIGTERM(t *testing.T, stall string) {
 		return n >= 16
 	})
 	sent := time.Now()
-	w.signal(syscall.SIGTERM)
+	w.Signal(syscall.SIGTERM)
 	// The bound is the worker's contract (Asynq's wait plus closing the
 	// pools), with room for a loaded machine; not a benchmark.
 	select {
-	case <-w.done:
+	case <-w.Done():
 	case <-time.After(shutdownTimeout + 20*time.Second):
 		t.Fatalf("worker still running %v after SIGTERM (shutdown timeout %v)", time.Since(sent), shutdownTimeout)
 	}
 	took := time.Since(sent)
-	if w.err != nil {
-		t.Fatalf("worker exit after SIGTERM = %v, want 0\n%s", w.err, tail(w.output(), 2000))
+	if w.Err() != nil {
+		t.Fatalf("worker exit after SIGTERM = %v, want 0\n%s", w.Err(), w.Tail(2000))
 	}
 	t.Logf("worker exited %.2fs after SIGTERM (timeout %v) with %d of %d rows written", took.Seconds(), shutdownTimeout, c.rows(s), s.buyers)
 	c.startWorker(nil, "--concurrency", "16")

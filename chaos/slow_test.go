@@ -32,9 +32,9 @@ func TestKillAtFailpoint(t *testing.T) {
 			victim := c.startWorker([]string{"STOCKGATE_FAILPOINTS=" + step + "=kill@40"}, "--concurrency", "16")
 			c.startWorker(nil, "--concurrency", "4")
 			c.enqueue(s)
-			testsvc.Poll(t, 2*time.Minute, "the worker to die at "+step, victim.exited)
-			if want := fmt.Sprintf("failpoint: %s hit 40: SIGKILL", step); !strings.Contains(victim.output(), want) {
-				t.Fatalf("the worker exited (%v) without %q:\n%s", victim.err, want, tail(victim.output(), 2000))
+			testsvc.Poll(t, 2*time.Minute, "the worker to die at "+step, victim.Exited)
+			if want := fmt.Sprintf("failpoint: %s hit 40: SIGKILL", step); !strings.Contains(victim.Output(), want) {
+				t.Fatalf("the worker exited (%v) without %q:\n%s", victim.Err(), want, victim.Tail(2000))
 			}
 			t.Logf("killed at %s with %d of %d rows written", step, c.rows(s), s.buyers)
 			c.wantSoldOut(s, c.settle(s, recovery))
@@ -54,8 +54,8 @@ func TestKillAtRandomMoment(t *testing.T) {
 	c.startWorker(nil, "--concurrency", "8")
 	c.enqueue(s)
 	c.waitRows(s, 400, 2*time.Minute)
-	victim.signal(syscall.SIGKILL)
-	<-victim.done
+	victim.Signal(syscall.SIGKILL)
+	<-victim.Done()
 	t.Logf("killed a worker with %d of %d rows written", c.rows(s), s.buyers)
 	c.startWorker(nil, "--concurrency", "16")
 	c.wantSoldOut(s, c.settle(s, recovery))
@@ -84,16 +84,16 @@ func TestHandlerOutlivesLease(t *testing.T) {
 		n, _ := c.rdb.ZCard(context.Background(), "sg:{"+s.sku+"}:deadlines").Result()
 		return n >= 16
 	})
-	frozen.signal(syscall.SIGSTOP)
+	frozen.Signal(syscall.SIGSTOP)
 	t.Logf("froze a worker with %d of %d rows written", c.rows(s), s.buyers)
 	c.waitRows(s, s.buyers, recovery)
-	frozen.signal(syscall.SIGCONT)
+	frozen.Signal(syscall.SIGCONT)
 	t.Logf("every order decided while frozen; resumed the frozen worker")
 	// Let the stale attempts run into their cancelled context and the
 	// resumed worker's recoverer settle, then check.
 	f := c.settle(s, time.Minute)
-	if frozen.exited() {
-		t.Errorf("the resumed worker exited: %v", frozen.err)
+	if frozen.Exited() {
+		t.Errorf("the resumed worker exited: %v", frozen.Err())
 	}
 	c.wantSoldOut(s, f)
 }
@@ -162,14 +162,14 @@ func TestRedisLosesData(t *testing.T) {
 	// ones whose attempt was running when Redis died.
 	c.enqueue(s)
 	testsvc.Poll(t, time.Minute, "a worker to retry an order on missing counters", func() bool {
-		return strings.Contains(w1.output()+w2.output(), "stock not loaded in Redis for a catalogued SKU")
+		return strings.Contains(w1.Output()+w2.Output(), "stock not loaded in Redis for a catalogued SKU")
 	})
 
 	r := c.run(nil, "stockctl", "rebuild")
-	if r.code != 0 || !strings.Contains(r.stdout, "fencing") || !strings.Contains(r.stdout, s.sku+": available") {
-		t.Fatalf("stockctl rebuild: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "fencing") || !strings.Contains(r.Stdout, s.sku+": available") {
+		t.Fatalf("stockctl rebuild: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 	}
-	t.Logf("stockctl rebuild:\n%s", r.stdout)
+	t.Logf("stockctl rebuild:\n%s", r.Stdout)
 	// No order may have been rejected because its counters were missing.
 	var wrong int
 	if err := c.pool.QueryRow(context.Background(),

@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +26,9 @@ import (
 type stack struct {
 	env []string
 	rdb *redis.Client
+	// redact, when set, keeps secrets out of the worker output a failed
+	// test logs.
+	redact func(string) string
 }
 
 func newStack(t *testing.T, extraEnv ...string) *stack {
@@ -49,46 +49,24 @@ type result struct {
 	code           int
 }
 
+// commandTimeout bounds one run of a command.
+const commandTimeout = 2 * time.Minute
+
 func (s *stack) run(t *testing.T, env []string, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
-	cmd.Env = append(append([]string{}, s.env...), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	r := testsvc.RunCommand(t, commandTimeout, filepath.Join(binDir, name), slices.Concat(s.env, env), args...)
+	return result{r.Stdout, r.Stderr, r.Code}
 }
 
 func (s *stack) mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	r := s.run(t, nil, name, args...)
-	if r.code != 0 {
-		t.Fatalf("%s %s: exit %d, stderr %q", name, strings.Join(args, " "), r.code, r.stderr)
-	}
-	return r.stdout
+	return testsvc.MustRunCommand(t, commandTimeout, filepath.Join(binDir, name), s.env, args...)
 }
 
 // worker is a running worker process.
 type worker struct {
-	cmd    *exec.Cmd
-	admin  string
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	done   chan error
-}
-
-func (w *worker) output() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stdout.String()
+	*testsvc.Process
+	admin string
 }
 
 func (s *stack) startWorker(t *testing.T, env []string, args ...string) *worker {
@@ -97,63 +75,22 @@ func (s *stack) startWorker(t *testing.T, env []string, args ...string) *worker 
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &worker{admin: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
+	w := &worker{admin: fmt.Sprintf("127.0.0.1:%d", port)}
 	args = append([]string{"--admin-addr", w.admin, "--sweep-interval", "200ms"}, args...)
-	w.cmd = exec.Command(filepath.Join(binDir, "worker"), args...)
-	w.cmd.Env = append(append([]string{}, s.env...), env...)
-	pr, pw := io.Pipe()
-	w.cmd.Stdout, w.cmd.Stderr = pw, pw
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start worker: %v", err)
+	w.Process = testsvc.StartProcess(t, filepath.Join(binDir, "worker"), slices.Concat(s.env, env), args...)
+	if s.redact != nil {
+		w.Redact(s.redact)
 	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.stdout.Write(sc.Bytes())
-			w.stdout.WriteByte('\n')
-			w.mu.Unlock()
-		}
-	}()
-	go func() {
-		w.done <- w.cmd.Wait()
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		_ = w.cmd.Process.Kill()
-		<-w.done
-	})
-	testsvc.Poll(t, 30*time.Second, "worker /readyz to answer 200", func() bool {
-		select {
-		case err := <-w.done:
-			t.Fatalf("worker exited during start: %v\n%s", err, w.output())
-		default:
-		}
-		resp, err := http.Get("http://" + w.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	testsvc.WaitReady(t, 30*time.Second, w.admin, w.Process)
 	return w
 }
 
-// stop sends SIGTERM and waits for a clean exit.
+// stop sends SIGTERM and waits for a clean exit. On failure the worker's
+// output is logged by its cleanup, redacted where the stack asks for it.
 func (w *worker) stop(t *testing.T, within time.Duration) {
 	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case err := <-w.done:
-		w.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("worker exit after SIGTERM = %v, want 0\n%s", err, w.output())
-		}
-	case <-time.After(within):
-		t.Fatalf("worker still running %v after SIGTERM", within)
+	if err := w.Stop(t, syscall.SIGTERM, within); err != nil {
+		t.Fatalf("worker exit after SIGTERM = %v, want 0", err)
 	}
 }
 
@@ -231,8 +168,8 @@ func TestFlashSaleCommands(t *testing.T) {
 		t.Errorf("/monitoring/ = %d, want 200 with the asynqmon page", code)
 	}
 	w.stop(t, 30*time.Second)
-	if strings.Contains(w.output(), `"level":"ERROR"`) {
-		t.Errorf("worker logged errors:\n%s", w.output())
+	if strings.Contains(w.Output(), `"level":"ERROR"`) {
+		t.Errorf("worker logged errors:\n%s", w.Output())
 	}
 }
 

@@ -53,6 +53,7 @@ func TestPostgresTLS(t *testing.T) {
 	r, db, rdb := testsvc.RedisDB(t)
 	s := privateStack(t, r.URL(db), good)
 	s.rdb = rdb
+	s.redact = redactor(password)
 	s.mustRun(t, "stockctl", "migrate")
 	s.mustRun(t, "stockctl", "set", "PGTLS-1", "20")
 	w := s.startWorker(t, nil)
@@ -97,8 +98,8 @@ func TestPostgresTLS(t *testing.T) {
 	// The wrong password below holds the right one; the pattern finds
 	// either, raw or escaped, and masks it in what this test prints.
 	secret := secretPattern(password)
-	if strings.Contains(w.output(), `"level":"ERROR"`) || secret.MatchString(w.output()) {
-		t.Errorf("worker over TLS logged errors or the password:\n%s", mask(w.output(), secret))
+	if strings.Contains(w.Output(), `"level":"ERROR"`) || secret.MatchString(w.Output()) {
+		t.Errorf("worker over TLS logged errors or the password:\n%s", mask(w.Output(), secret))
 	}
 
 	for _, c := range []struct {

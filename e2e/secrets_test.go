@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -45,6 +42,7 @@ func TestSecrets(t *testing.T) {
 	}
 	pgOf := func(pw string) string { return pgURL(pg, pw, "sslmode=disable") }
 	s := privateStack(t, redisURL(redisPassword), pgOf(pgPassword), "OTEL_TRACES_EXPORTER=console", "LOG_LEVEL=debug")
+	s.redact = redactor(pgPassword, redisPassword, wrongPG, wrongRedis)
 
 	var seen []captured
 	run := func(env []string, name string, args ...string) result {
@@ -65,7 +63,7 @@ func TestSecrets(t *testing.T) {
 
 	mustRun("stockctl", "migrate")
 	mustRun("stockctl", "set", "SEC-1", "15")
-	w := startCapturedWorker(t, s, "--log-level", "debug")
+	w := s.startWorker(t, nil, "--log-level", "debug")
 	out := mustRun("enqueue", "flash-sale", "--sku", "SEC-1", "--buyers", "40", "--wait", "--json")
 	if !strings.Contains(out, `"enqueued":40`) || !strings.Contains(out, `"confirmed":15`) || !strings.Contains(out, `"rejected":25`) {
 		t.Errorf("flash sale with escaped passwords: stdout %q; want 40 enqueued, 15 confirmed, 25 rejected", out)
@@ -87,7 +85,11 @@ func TestSecrets(t *testing.T) {
 		}
 		seen = append(seen, captured{"GET " + page, body})
 	}
-	wout, werr := w.stop(t)
+	// A clean exit flushes the spans on the way out.
+	if err := w.Stop(t, syscall.SIGTERM, time.Minute); err != nil {
+		t.Errorf("worker exit after SIGTERM = %v, want 0", err)
+	}
+	wout, werr := w.Stdout(), w.Stderr()
 	seen = append(seen, captured{"worker (stdout)", wout}, captured{"worker (stderr)", werr})
 	// Otherwise the grep below would pass for want of anything to look at.
 	if !strings.Contains(wout, `"level":"DEBUG"`) || !strings.Contains(wout, `"SpanContext"`) {
@@ -160,6 +162,13 @@ func secretPattern(passwords ...string) *regexp.Regexp {
 	return regexp.MustCompile(strings.Join(alts, "|"))
 }
 
+// redactor masks every password in a whole output, for the worker output
+// a failed test logs.
+func redactor(passwords ...string) func(string) string {
+	re := secretPattern(passwords...)
+	return func(out string) string { return re.ReplaceAllString(out, "*****") }
+}
+
 // mask hides every match, and cuts a long line (a span) around the first.
 func mask(line string, re *regexp.Regexp) string {
 	if loc := re.FindStringIndex(line); loc != nil && len(line) > 400 {
@@ -168,55 +177,8 @@ func mask(line string, re *regexp.Regexp) string {
 	return strings.TrimRight(re.ReplaceAllString(line, "*****"), "\n")
 }
 
-// capturedWorker is a worker whose stdout and stderr are kept apart and
-// complete once it has exited: startWorker's shared pipe may still hold the
-// last line when Wait returns.
-type capturedWorker struct {
-	cmd            *exec.Cmd
-	admin          string
-	stdout, stderr bytes.Buffer
-	done           chan error
-}
-
-func startCapturedWorker(t *testing.T, s *stack, args ...string) *capturedWorker {
-	t.Helper()
-	port, err := testsvc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &capturedWorker{admin: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
-	w.cmd = exec.Command(filepath.Join(binDir, "worker"), append([]string{"--admin-addr", w.admin, "--sweep-interval", "200ms"}, args...)...)
-	w.cmd.Env = s.env
-	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-	go func() { w.done <- w.cmd.Wait() }()
-	t.Cleanup(func() {
-		if w.done != nil {
-			_ = w.cmd.Process.Kill()
-			<-w.done
-		}
-	})
-	testsvc.Poll(t, 30*time.Second, "worker /readyz to answer 200", func() bool {
-		select {
-		case err := <-w.done:
-			w.done = nil
-			t.Fatalf("worker exited during start: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + w.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return w
-}
-
 // scrape is a GET's status line, headers and body, as one text.
-func (w *capturedWorker) scrape(t *testing.T, path string) string {
+func (w *worker) scrape(t *testing.T, path string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -238,23 +200,4 @@ func (w *capturedWorker) scrape(t *testing.T, path string) string {
 	_ = resp.Header.Write(&b)
 	b.Write(body)
 	return b.String()
-}
-
-// stop sends SIGTERM, waits for a clean exit (spans are flushed on the way
-// out) and returns everything the worker printed.
-func (w *capturedWorker) stop(t *testing.T) (stdout, stderr string) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case err := <-w.done:
-		w.done = nil
-		if err != nil {
-			t.Errorf("worker exit after SIGTERM = %v, want 0", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("worker still running a minute after SIGTERM")
-	}
-	return w.stdout.String(), w.stderr.String()
 }

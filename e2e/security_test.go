@@ -103,10 +103,10 @@ func TestRedisTLSAndACL(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, `"confirmed":20`) || !strings.Contains(r.stdout, `"rejected":30`) {
 		t.Errorf("flash sale over TLS: exit %d, stdout %q, stderr %q; want 20 confirmed, 30 rejected", r.code, r.stdout, r.stderr)
 	}
-	if strings.Contains(w.output(), `"level":"ERROR"`) || strings.Contains(w.output(), "NOPERM") {
-		t.Errorf("worker under the ACL user logged errors or permission refusals:\n%s", w.output())
+	if strings.Contains(w.Output(), `"level":"ERROR"`) || strings.Contains(w.Output(), "NOPERM") {
+		t.Errorf("worker under the ACL user logged errors or permission refusals:\n%s", w.Output())
 	}
-	if strings.Contains(w.output(), password) {
+	if strings.Contains(w.Output(), password) {
 		t.Error("worker log contains the Redis password")
 	}
 

@@ -69,7 +69,7 @@ func TestTraceAcrossProcesses(t *testing.T) {
 	var got map[string]span
 	testsvc.Poll(t, 30*time.Second, "the worker's spans for the order", func() bool {
 		got = map[string]span{}
-		for _, sp := range consoleSpans(w.output()) {
+		for _, sp := range consoleSpans(w.Output()) {
 			if sp.SpanContext.TraceID == trace {
 				got[sp.Name] = sp
 			}

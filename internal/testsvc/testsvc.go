@@ -303,20 +303,29 @@ func Poll(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
 // RepoRoot finds the module root from the test's working directory.
 func RepoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
+	dir, err := moduleRoot()
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return dir
+}
+
+// moduleRoot is RepoRoot for callers without a testing.TB (TestMain).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
 	}
 	for {
 		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
 			s := bufio.NewScanner(strings.NewReader(string(b)))
 			if s.Scan() && strings.Contains(s.Text(), "stockgate") {
-				return dir
+				return dir, nil
 			}
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			tb.Fatal("module root not found")
+			return "", errors.New("module root not found")
 		}
 		dir = parent
 	}
