@@ -152,7 +152,7 @@ func testMigrateConcurrently(t *testing.T, versionTable bool) {
 		t.Errorf("files applied across %d concurrent workers (-want +got), want each exactly once:\n%s", workers, diff)
 	}
 
-	wantTables := []string{"goose_db_version", "order_lines", "orders", "products"}
+	wantTables := []string{"goose_db_version", "order_lines", "orders", "products", "stock_movements"}
 	if diff := cmp.Diff(wantTables, tables(t, pools[0])); diff != "" {
 		t.Errorf("tables after Up() mismatch (-want +got):\n%s", diff)
 	}
