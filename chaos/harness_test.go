@@ -143,6 +143,31 @@ func (c *cluster) waitRows(s sale, n int, timeout time.Duration) {
 	testsvc.Poll(c.t, timeout, fmt.Sprintf("%d rows for %s", n, s.run), func() bool { return c.rows(s) >= n })
 }
 
+// eventually polls cond every 100ms until it holds or timeout passes, and
+// reports which; unlike testsvc.Poll it does not end the test, so that a
+// scenario that never settles still prints its figures.
+func eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// midSale fails the scenario when the fault came after the sale had
+// finished: it would then have tested nothing.
+func (c *cluster) midSale(s sale, rows int) {
+	c.t.Helper()
+	if rows >= s.buyers {
+		c.t.Fatalf("the fault landed after all %d orders had their row; the scenario tested nothing", s.buyers)
+	}
+}
+
 // figures is a scenario's outcome, printed as one line.
 type figures struct {
 	Orders, Confirmed, Rejected, Failed, Expired int
@@ -155,8 +180,10 @@ func (f figures) String() string {
 		f.Orders, f.Confirmed, f.Rejected, f.Failed, f.Expired, f.Lost, f.Oversold, f.Leaked, f.Seconds)
 }
 
-// settle waits until every order of the sale has its row and no hold is
-// left, then checks what every scenario must end with:
+// settle waits (up to timeout) until every order of the sale has its row,
+// then (up to two minutes) until no hold is left, and measures whatever
+// state it finds then; a wait that runs out is reported with the figures,
+// not instead of them. Every scenario must end with:
 //   - every accepted order has exactly one terminal row (lost = 0);
 //   - I1: stocked (Postgres catalogue) = available + held + sold, available >= 0;
 //   - sold = the confirmed quantities in Postgres (oversold = 0);
@@ -169,16 +196,14 @@ func (c *cluster) settle(s sale, timeout time.Duration) figures {
 	c.t.Helper()
 	t := c.t
 	ctx := context.Background()
-	testsvc.Poll(t, timeout, fmt.Sprintf("every order of %s to have its row", s.run), func() bool { return c.rows(s) >= s.buyers })
-	testsvc.Poll(t, 2*time.Minute, "holds to settle and reconcile to be clean", func() bool {
+	decided := eventually(timeout, func() bool { return c.rows(s) >= s.buyers })
+	quiet := decided && eventually(2*time.Minute, func() bool {
 		lv, err := stock.New(c.rdb, stock.Config{}).Show(ctx, s.sku)
 		if err != nil || len(lv) != 1 || lv[0].Held != 0 {
 			return false
 		}
-		if n, err := c.rdb.ZCard(ctx, stock.DeadlinesKey(s.sku)).Result(); err != nil || n != 0 {
-			return false
-		}
-		return c.run(nil, "stockctl", "reconcile").Code == 0
+		n, err := c.rdb.ZCard(ctx, stock.DeadlinesKey(s.sku)).Result()
+		return err == nil && n == 0
 	})
 	f := figures{Orders: s.buyers, Seconds: time.Since(c.start).Seconds()}
 	var confirmedQty, stocked int64
@@ -211,6 +236,14 @@ func (c *cluster) settle(s sale, timeout time.Duration) figures {
 		}
 	}
 
+	if !decided {
+		t.Errorf("only %d of %d orders had their row after %v", c.rows(s), s.buyers, timeout)
+	} else if !quiet {
+		t.Errorf("units still held, or orders left in the deadlines set, two minutes after every order had its row")
+	}
+	if r := c.run(nil, "stockctl", "reconcile"); r.Code != 0 {
+		t.Errorf("stockctl reconcile: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 	if f.Lost != 0 || f.Oversold != 0 || f.Leaked != 0 {
 		t.Errorf("lost %d, oversold %d, leaked %d; want 0, 0, 0", f.Lost, f.Oversold, f.Leaked)
 	}

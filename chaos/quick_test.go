@@ -90,6 +90,7 @@ func testSIGTERM(t *testing.T, stall string) {
 		n, _ := c.rdb.ZCard(context.Background(), "sg:{"+s.sku+"}:deadlines").Result()
 		return n >= 16
 	})
+	c.midSale(s, c.rows(s))
 	sent := time.Now()
 	w.Signal(syscall.SIGTERM)
 	// The bound is the worker's contract (Asynq's wait plus closing the

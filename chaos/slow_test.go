@@ -36,7 +36,9 @@ func TestKillAtFailpoint(t *testing.T) {
 			if want := fmt.Sprintf("failpoint: %s hit 40: SIGKILL", step); !strings.Contains(victim.Output(), want) {
 				t.Fatalf("the worker exited (%v) without %q:\n%s", victim.Err(), want, victim.Tail(2000))
 			}
-			t.Logf("killed at %s with %d of %d rows written", step, c.rows(s), s.buyers)
+			at := c.rows(s)
+			c.midSale(s, at)
+			t.Logf("killed at %s with %d of %d rows written", step, at, s.buyers)
 			c.wantSoldOut(s, c.settle(s, recovery))
 		})
 	}
@@ -56,7 +58,9 @@ func TestKillAtRandomMoment(t *testing.T) {
 	c.waitRows(s, 400, 2*time.Minute)
 	victim.Signal(syscall.SIGKILL)
 	<-victim.Done()
-	t.Logf("killed a worker with %d of %d rows written", c.rows(s), s.buyers)
+	at := c.rows(s)
+	c.midSale(s, at)
+	t.Logf("killed a worker with %d of %d rows written", at, s.buyers)
 	c.startWorker(nil, "--concurrency", "16")
 	c.wantSoldOut(s, c.settle(s, recovery))
 }
@@ -85,12 +89,20 @@ func TestHandlerOutlivesLease(t *testing.T) {
 		return n >= 16
 	})
 	frozen.Signal(syscall.SIGSTOP)
-	t.Logf("froze a worker with %d of %d rows written", c.rows(s), s.buyers)
+	at := c.rows(s)
+	c.midSale(s, at)
+	woke := strings.Count(frozen.Output(), "after_reserve hit")
+	t.Logf("froze a worker with %d of %d rows written and %d stalls finished", at, s.buyers, woke)
 	c.waitRows(s, s.buyers, recovery)
 	frozen.Signal(syscall.SIGCONT)
-	t.Logf("every order decided while frozen; resumed the frozen worker")
-	// Let the stale attempts run into their cancelled context and the
-	// resumed worker's recoverer settle, then check.
+	// Check only once the stale attempts have run on past their stall:
+	// each prints a line as it wakes, and the frozen worker had some
+	// mid-stall (at least 16 holds were open when it stopped).
+	testsvc.Poll(t, time.Minute, "stale attempts of the resumed worker to wake", func() bool {
+		return strings.Count(frozen.Output(), "after_reserve hit") > woke
+	})
+	t.Logf("every order decided while frozen; the resumed worker's stale attempts ran on (%d stalls finished)",
+		strings.Count(frozen.Output(), "after_reserve hit"))
 	f := c.settle(s, time.Minute)
 	if frozen.Exited() {
 		t.Errorf("the resumed worker exited: %v", frozen.Err())
@@ -119,6 +131,7 @@ func TestRedisRestartAOF(t *testing.T) {
 			c.waitRows(s, 200, 2*time.Minute)
 			c.redis.Stop()
 			at := c.rows(s)
+			c.midSale(s, at)
 			if err := c.redis.Start(); err != nil {
 				t.Fatalf("restart redis from its AOF: %v", err)
 			}
@@ -129,9 +142,13 @@ func TestRedisRestartAOF(t *testing.T) {
 }
 
 // TestRedisLosesData: Redis without persistence is killed mid-sale and
-// comes back empty: the counters, the holds and Asynq's queue are gone.
-//   - Orders in flight fail closed: their SKU is in the Postgres catalogue,
-//     so a missing counter is retried, never rejected.
+// comes back empty: the counters, the holds and Asynq's queue are gone,
+// including the tasks of the orders being processed (Asynq cannot move a
+// task it no longer has to its retry set), so those must be resubmitted
+// like the queued ones.
+//   - Orders submitted again before the rebuild fail closed: their SKU is
+//     in the Postgres catalogue, so a missing counter is retried, never
+//     rejected.
 //   - stockctl rebuild waits out the fence (every attempt that reserved
 //     before the loss has passed its deadline), then restores available =
 //     stocked - sold from Postgres.
@@ -147,19 +164,23 @@ func TestRedisLosesData(t *testing.T) {
 	// A short handler timeout keeps the fence short: HANDLER_TIMEOUT is
 	// what stockctl rebuild waits out, plus a margin for batched writes.
 	c.env = append(c.env, "HANDLER_TIMEOUT=3s")
-	w1 := c.startWorker(nil, "--concurrency", "16", "--hold-ttl", "1m")
+	// One worker stalls 2s between each reserve and its row, so that when
+	// Redis dies some orders have reserved (their holds now gone) and will
+	// still write confirmed, during the fence. Reading sold before they do
+	// would sell their units twice; wantSoldOut catches that.
+	w1 := c.startWorker([]string{"STOCKGATE_FAILPOINTS=after_reserve=sleep:2s"}, "--concurrency", "16", "--hold-ttl", "1m")
 	w2 := c.startWorker(nil, "--concurrency", "16", "--hold-ttl", "1m")
 	c.enqueue(s)
 	c.waitRows(s, 150, 2*time.Minute)
 	c.redis.Stop()
 	lostAt := c.rows(s)
+	c.midSale(s, lostAt)
 	if err := c.redis.Start(); err != nil {
 		t.Fatalf("restart redis: %v", err)
 	}
 	t.Logf("redis lost its data with %d of %d rows written", lostAt, s.buyers)
-	// Orders arriving before the rebuild find no counters: the workers must
-	// say they are retrying, not reject them. Asynq retries the in-flight
-	// ones whose attempt was running when Redis died.
+	// The storefront resubmits at once; the orders find no counters and
+	// the workers must say they are retrying, not reject them.
 	c.enqueue(s)
 	testsvc.Poll(t, time.Minute, "a worker to retry an order on missing counters", func() bool {
 		return strings.Contains(w1.Output()+w2.Output(), "stock not loaded in Redis for a catalogued SKU")
@@ -200,6 +221,7 @@ func TestPostgresDown(t *testing.T) {
 	c.enqueue(s)
 	c.waitRows(s, 200, 2*time.Minute)
 	at := c.rows(s)
+	c.midSale(s, at)
 	if err := pg.Stop(); err != nil {
 		t.Fatalf("stop postgres: %v", err)
 	}

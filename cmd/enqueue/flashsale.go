@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,14 +26,19 @@ import (
 // Summary is what flash-sale prints; with --json it is one object with
 // these keys (a contract: load scripts parse it).
 type Summary struct {
-	Enqueued     int       `json:"enqueued"`
-	Confirmed    int       `json:"confirmed"`
-	Rejected     int       `json:"rejected"`
-	Failed       int       `json:"failed"`
-	Expired      int       `json:"expired"`
-	Seconds      float64   `json:"seconds"`
-	OrdersPerSec float64   `json:"orders_per_sec"`
-	LatencyMS    Latencies `json:"latency_ms"`
+	Enqueued int `json:"enqueued"`
+	// AlreadySubmitted counts orders of a --run resubmission whose task was
+	// still queued or retained, so nothing was enqueued for them.
+	AlreadySubmitted int       `json:"already_submitted,omitempty"`
+	Confirmed        int       `json:"confirmed"`
+	Rejected         int       `json:"rejected"`
+	Failed           int       `json:"failed"`
+	Expired          int       `json:"expired"`
+	Seconds          float64   `json:"seconds"`
+	OrdersPerSec     float64   `json:"orders_per_sec"`
+	LatencyMS        Latencies `json:"latency_ms"`
+
+	noLatency bool // --run orders carry no placed_at to measure from
 }
 
 // Latencies are from placed_at to decided_at, in milliseconds.
@@ -49,11 +56,13 @@ type saleFlags struct {
 	wait        bool
 	asJSON      bool
 	waitTimeout time.Duration
+	run         string
 }
 
-func flashSale(ctx context.Context, e *env, args []string) error {
-	var f saleFlags
-	pos, err := config.Subcommand("enqueue", "flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]", e.stderr, args,
+// parseSale reads and checks flash-sale's flags into f, before anything
+// connects.
+func parseSale(args []string, stderr io.Writer, f *saleFlags) error {
+	pos, err := config.Subcommand("enqueue", "flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--run ID] [--wait] [--json]", stderr, args,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.sku, "sku", "", "the SKU every buyer orders (required)")
 			fs.IntVar(&f.buyers, "buyers", 0, "number of one-line orders, each from a distinct customer (required)")
@@ -62,6 +71,9 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 			fs.BoolVar(&f.wait, "wait", false, "wait until every order has its row in Postgres, then summarise outcomes and latency")
 			fs.BoolVar(&f.asJSON, "json", false, "print the summary as one JSON object")
 			fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Minute, "give up waiting after this long")
+			fs.StringVar(&f.run, "run", "", "sale id: orders are RUN-1..RUN-N (default: a new id). The same --run submits the same orders again, "+
+				"e.g. after Redis lost its queue; orders still queued are skipped and decided ones keep their row. "+
+				"These orders carry no placed_at, so --wait reports no latency")
 		})
 	if err != nil {
 		return err
@@ -81,8 +93,22 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 	if err := stock.CheckSKU(f.sku); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
 	}
+	if f.run != "" {
+		// The longest order id is RUN-10000000, within the 64 bytes an id may have.
+		if err := orders.CheckID(f.run + "-10000000"); err != nil || len(f.run) > 40 {
+			return fmt.Errorf("%w: --run %q must be 1-40 characters usable in an order id", config.ErrUsage, f.run)
+		}
+	}
 	if f.qty < 1 || f.qty > stock.MaxQty {
 		return fmt.Errorf("%w: --qty must be 1..%d", config.ErrUsage, stock.MaxQty)
+	}
+	return nil
+}
+
+func flashSale(ctx context.Context, e *env, args []string) error {
+	var f saleFlags
+	if err := parseSale(args, e.stderr, &f); err != nil {
+		return err
 	}
 	if err := e.connect(ctx); err != nil {
 		return err
@@ -105,19 +131,23 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 		store, gate = orders.NewStore(pool), stock.New(rdb, stock.Config{})
 	}
 
-	run := newID("fs-")
+	run := cmp.Or(f.run, newID("fs-"))
 	ids := make([]string, f.buyers)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%d", run, i+1)
 	}
 	prog := newProgress(e.stderr)
 	start := time.Now()
-	enqueued, err := enqueueAll(ctx, e.client, ids, run, f, prog)
-	prog.done(fmt.Sprintf("enqueued %d/%d orders in %.2fs", enqueued, f.buyers, time.Since(start).Seconds()))
+	enqueued, already, err := enqueueAll(ctx, e.client, ids, run, f, prog)
+	msg := fmt.Sprintf("enqueued %d/%d orders in %.2fs", enqueued, f.buyers, time.Since(start).Seconds())
+	if already > 0 {
+		msg += fmt.Sprintf(" (%d already submitted under --run %s, skipped)", already, run)
+	}
+	prog.done(msg)
 	if err != nil {
 		return fmt.Errorf("%w (%d of %d enqueued)", err, enqueued, f.buyers)
 	}
-	sum := Summary{Enqueued: enqueued}
+	sum := Summary{Enqueued: enqueued, AlreadySubmitted: already, noLatency: f.run != ""}
 	if !f.wait {
 		sum.Seconds = time.Since(start).Seconds()
 		sum.OrdersPerSec = float64(enqueued) / sum.Seconds
@@ -142,10 +172,12 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*100) / 100 }
 
-func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string, f saleFlags, prog *progress) (int, error) {
+// enqueueAll submits every order and returns how many it enqueued and how
+// many were already submitted (an earlier run with the same --run).
+func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string, f saleFlags, prog *progress) (enqueued, already int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var n atomic.Int64
+	var n, dup atomic.Int64
 	var firstErr error
 	var once sync.Once
 	next := make(chan int)
@@ -153,18 +185,26 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 	for range f.concurrency {
 		wg.Go(func() {
 			for i := range next {
-				now := time.Now().UTC()
 				o := orders.Order{
 					OrderID:    ids[i],
 					CustomerID: fmt.Sprintf("c-%s-%d", run, i+1),
 					Lines:      []orders.Line{{SKU: f.sku, Qty: f.qty}},
-					PlacedAt:   &now,
 				}
-				if _, err := c.Submit(ctx, o); err != nil {
+				// A resubmission must be the same payload, or every order
+				// already decided would count as a conflict: with --run the
+				// orders carry no placed_at (and --wait shows no latency).
+				if f.run == "" {
+					now := time.Now().UTC()
+					o.PlacedAt = &now
+				}
+				if _, err := c.Submit(ctx, o); errors.Is(err, orders.ErrDuplicate) {
+					// Still queued or retained from an earlier run with this --run.
+					dup.Add(1)
+				} else if err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					continue
 				}
-				prog.set("enqueued", int(n.Add(1)), len(ids))
+				prog.set("submitted", int(n.Add(1)), len(ids))
 			}
 		})
 	}
@@ -181,7 +221,7 @@ feed:
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = ctx.Err()
 	}
-	return int(n.Load()), firstErr
+	return int(n.Load() - dup.Load()), int(dup.Load()), firstErr
 }
 
 func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout time.Duration, prog *progress) (orders.Stats, error) {
@@ -239,16 +279,20 @@ func printSummary(w io.Writer, s Summary, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(s)
 	}
-	_, err := fmt.Fprintf(w, `enqueued   %d
-confirmed  %d
-rejected   %d
-failed     %d
-expired    %d
-seconds    %.2f
-orders/s   %.0f
-latency    p50 %.1fms  p95 %.1fms  p99 %.1fms (placed_at to decided_at)
-`, s.Enqueued, s.Confirmed, s.Rejected, s.Failed, s.Expired, s.Seconds, s.OrdersPerSec,
-		s.LatencyMS.P50, s.LatencyMS.P95, s.LatencyMS.P99)
+	var b strings.Builder
+	fmt.Fprintf(&b, "enqueued   %d\n", s.Enqueued)
+	if s.AlreadySubmitted > 0 {
+		fmt.Fprintf(&b, "already    %d (submitted before under this --run; not enqueued again)\n", s.AlreadySubmitted)
+	}
+	fmt.Fprintf(&b, "confirmed  %d\nrejected   %d\nfailed     %d\nexpired    %d\nseconds    %.2f\norders/s   %.0f\n",
+		s.Confirmed, s.Rejected, s.Failed, s.Expired, s.Seconds, s.OrdersPerSec)
+	if s.noLatency {
+		b.WriteString("latency    n/a (--run orders carry no placed_at)\n")
+	} else {
+		fmt.Fprintf(&b, "latency    p50 %.1fms  p95 %.1fms  p99 %.1fms (placed_at to decided_at)\n",
+			s.LatencyMS.P50, s.LatencyMS.P95, s.LatencyMS.P99)
+	}
+	_, err := io.WriteString(w, b.String())
 	return err
 }
 

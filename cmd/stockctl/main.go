@@ -33,6 +33,9 @@ Usage:
   stockctl [flags] add SKU QTY         restock SKU by QTY units
   stockctl [flags] show [--json] [SKU…] show available, held and sold per SKU
   stockctl [flags] reconcile           compare Redis with Postgres; exit 1 on drift
+  stockctl [flags] rebuild [--fence D] [--dry-run]
+                                       restore counters Redis lost from Postgres,
+                                       after waiting out in-flight orders (fence)
 
 Flags (before the command):
 `
@@ -48,14 +51,8 @@ func main() {
 const exitDrift = 1
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("stockctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cfg config.Conn
-	cfg.Register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := globalFlags(stderr, &cfg)
 	pos, err := config.ParseLeading(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -82,11 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err == nil && drift {
 			return exitDrift
 		}
+	case "rebuild":
+		err = rebuild(ctx, cfg, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fs.Usage()
 		return 0
 	default:
-		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show or reconcile)", config.ErrUsage, cmd)
+		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show, reconcile or rebuild)", config.ErrUsage, cmd)
+		cmd = "" // quoted in err; as typed it could span lines
 	}
 	if err == nil {
 		return 0
@@ -94,20 +94,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintf(stderr, "stockctl %s: %v\n", cmd, err)
+	fmt.Fprintf(stderr, "%s: %v\n", strings.TrimSpace("stockctl "+cmd), err)
 	if errors.Is(err, config.ErrUsage) {
 		return 2
 	}
 	return 1
 }
 
-func migrate(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
+// globalFlags are the flags before the command; -h prints usage and them.
+func globalFlags(stderr io.Writer, cfg *config.Conn) *flag.FlagSet {
+	fs := flag.NewFlagSet("stockctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.Register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// The parse* functions check a command's arguments before it connects to
+// anything, so that they can be fuzzed on their own.
+
+func parseMigrate(args []string, stderr io.Writer) error {
 	pos, err := config.Subcommand("stockctl", "migrate", "migrate", stderr, args, nil)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: migrate takes no arguments", config.ErrUsage)
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
+	if err := parseMigrate(args, stderr); err != nil {
+		return err
 	}
 	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
 	if err != nil {
@@ -130,33 +152,50 @@ func parseQty(s string, min int64) (int64, error) {
 	return n, nil
 }
 
-func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdout, stderr io.Writer) error {
+// parseAdjust reads set's and add's SKU QTY; op is "set" or "add".
+func parseAdjust(op string, args []string, stderr io.Writer) (sku string, qty int64, err error) {
 	pos, err := config.Subcommand("stockctl", op, op+" SKU QTY", stderr, args, nil)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	if len(pos) != 2 {
-		return fmt.Errorf("%w: want %s SKU QTY", config.ErrUsage, op)
+		return "", 0, fmt.Errorf("%w: want %s SKU QTY", config.ErrUsage, op)
 	}
-	sku := pos[0]
+	sku = pos[0]
 	if err := stock.CheckSKU(sku); err != nil {
-		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+		return "", 0, fmt.Errorf("%w: %v", config.ErrUsage, err)
 	}
-	qty, err := parseQty(pos[1], map[string]int64{"set": 0, "add": 1}[op])
+	qty, err = parseQty(pos[1], map[string]int64{"set": 0, "add": 1}[op])
+	if err != nil {
+		return "", 0, err
+	}
+	return sku, qty, nil
+}
+
+func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdout, stderr io.Writer) error {
+	sku, qty, err := parseAdjust(op, args, stderr)
 	if err != nil {
 		return err
 	}
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	gate, store, closeAll, err := openStock(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
-	if err != nil {
+	defer closeAll()
+	// A catalogued SKU without counters means Redis lost its data: set or
+	// add would start it from zero and overwrite the catalogue's total,
+	// forgetting what was sold. rebuild restores it from Postgres instead.
+	if cur, err := gate.Show(ctx, sku); err != nil {
 		return err
+	} else if !cur[0].Stocked {
+		known, err := store.Catalogued(ctx, sku)
+		if err != nil {
+			return err
+		}
+		if known {
+			return fmt.Errorf("%s is in the Postgres catalogue but has no counters in Redis (Redis lost its data?): run stockctl rebuild first, then %s", sku, op)
+		}
 	}
-	defer pool.Close()
-	gate := stock.New(rdb, stock.Config{})
 	var lv stock.Levels
 	if op == "set" {
 		lv, err = gate.Set(ctx, sku, qty)
@@ -169,25 +208,32 @@ func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdo
 	// The catalogue keeps the stocked total so reconcile can tell a lost
 	// Redis counter from a sale. Redis changed first: if this write fails,
 	// reconcile reports the drift and re-running the command mends it.
-	if err := orders.NewStore(pool).RecordStock(ctx, sku, lv.Total()); err != nil {
+	if err := store.RecordMovement(ctx, orders.Movement{SKU: sku, Op: op, Qty: qty, Stocked: lv.Total()}); err != nil {
 		return fmt.Errorf("stock changed in redis but the catalogue was not updated (re-run to mend): %w", err)
 	}
 	fmt.Fprintf(stdout, "%s: available %d, held %d, sold %d\n", lv.SKU, lv.Available, lv.Held, lv.Sold)
 	return nil
 }
 
-func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
-	var asJSON bool
+func parseShow(args []string, stderr io.Writer) (skus []string, asJSON bool, err error) {
 	pos, err := config.Subcommand("stockctl", "show", "show [--json] [SKU…]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {sku, available, held, sold, stocked}")
 	})
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	for _, s := range pos {
 		if err := stock.CheckSKU(s); err != nil {
-			return fmt.Errorf("%w: %v", config.ErrUsage, err)
+			return nil, false, fmt.Errorf("%w: %v", config.ErrUsage, err)
 		}
+	}
+	return pos, asJSON, nil
+}
+
+func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) error {
+	pos, asJSON, err := parseShow(args, stderr)
+	if err != nil {
+		return err
 	}
 	rdb, err := conn.Redis(ctx, cfg.RedisURL)
 	if err != nil {
@@ -222,8 +268,7 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 // total with the catalogue, and sold with the confirmed quantities. It is
 // meant for a quiet system: orders in flight show up as held units and,
 // between their row and their commit, as sold drift.
-func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) (bool, error) {
-	var asJSON bool
+func parseReconcile(args []string, stderr io.Writer) (asJSON bool, err error) {
 	pos, err := config.Subcommand("stockctl", "reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the comparison as a JSON array")
 	})
@@ -233,17 +278,20 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 	if len(pos) > 0 {
 		return false, fmt.Errorf("%w: reconcile takes no arguments", config.ErrUsage)
 	}
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	return asJSON, nil
+}
+
+func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io.Writer) (bool, error) {
+	asJSON, err := parseReconcile(args, stderr)
 	if err != nil {
 		return false, err
 	}
-	defer rdb.Close()
-	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
+	gate, store, closeAll, err := openStock(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
-	defer pool.Close()
-	rows, err := reconcile.Compare(ctx, stock.New(rdb, stock.Config{}), orders.NewStore(pool))
+	defer closeAll()
+	rows, err := reconcile.Compare(ctx, gate, store)
 	if err != nil {
 		return false, err
 	}
@@ -274,4 +322,19 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 		fmt.Fprintf(stdout, "reconcile: %d SKUs agree\n", len(rows))
 	}
 	return drift, nil
+}
+
+// openStock connects to both Redis and Postgres, for the commands that
+// need the stock gate and the order store together.
+func openStock(ctx context.Context, cfg config.Conn) (*stock.Gate, *orders.Store, func(), error) {
+	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, nil, err
+	}
+	return stock.New(rdb, stock.Config{}), orders.NewStore(pool), func() { pool.Close(); rdb.Close() }, nil
 }

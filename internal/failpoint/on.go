@@ -5,6 +5,7 @@ package failpoint
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,10 +27,18 @@ type point struct {
 	hits   atomic.Int64
 }
 
+// Steps are the names Inject is called with; arming any other name is a
+// typo that would inject nothing.
+var Steps = []string{"after_reserve", "after_persist", "before_commit", "before_ack"}
+
 var (
 	once   sync.Once
 	points map[string]*point
 )
+
+// The spec is read when the process starts, so a bad one stops the worker
+// at once rather than at its first order.
+func init() { once.Do(load) }
 
 func load() {
 	points = map[string]*point{}
@@ -53,6 +62,9 @@ func parse(item string) (*point, string, error) {
 	name, action, ok := strings.Cut(strings.TrimSpace(item), "=")
 	if !ok || name == "" {
 		return nil, "", fmt.Errorf("want step=action[@n]")
+	}
+	if !slices.Contains(Steps, name) {
+		return nil, "", fmt.Errorf("unknown step %q (want one of %s)", name, strings.Join(Steps, ", "))
 	}
 	p := &point{}
 	if a, n, ok := strings.Cut(action, "@"); ok {
@@ -98,6 +110,9 @@ func Inject(step string) {
 	case "sleep":
 		if p.at == 0 || n == p.at {
 			time.Sleep(p.sleep)
+			// The chaos suite counts these to know a stalled attempt has
+			// run on past the step.
+			fmt.Fprintf(os.Stderr, "failpoint: %s hit %d: woke after %v\n", step, n, p.sleep)
 		}
 	}
 }

@@ -16,6 +16,7 @@ func TestParse(t *testing.T) {
 		{"after_reserve=kill", "after_reserve", "kill", 0, 0},
 		{"after_persist=kill@50", "after_persist", "kill", 50, 0},
 		{" before_ack=sleep:2s@3", "before_ack", "sleep", 3, 2 * time.Second},
+		{"before_commit=sleep:10ms", "before_commit", "sleep", 0, 10 * time.Millisecond},
 	} {
 		p, name, err := parse(c.in)
 		if err != nil {
@@ -25,7 +26,8 @@ func TestParse(t *testing.T) {
 			t.Errorf("parse(%q) = %s %+v", c.in, name, p)
 		}
 	}
-	for _, bad := range []string{"", "kill", "=kill", "x=explode", "x=kill@0", "x=kill@a", "x=sleep:", "x=sleep:-1s"} {
+	for _, bad := range []string{"", "kill", "=kill", "after_reserve=explode", "after_reserve=kill@0", "after_reserve=kill@a",
+		"after_reserve=sleep:", "after_reserve=sleep:-1s", "after_reserv=kill", "x=kill"} {
 		if _, _, err := parse(bad); err == nil {
 			t.Errorf("parse(%q) accepted", bad)
 		}

@@ -191,14 +191,17 @@ func (g *Gate) Allow(ctx context.Context, customerID string, limit int, window t
 	return fmt.Errorf("%w: rate limit script refused its arguments", ErrInvalid)
 }
 
-// ErrLive is returned by Rebuild for a SKU that still has counters in Redis.
+// ErrLive is returned by Rebuild for a SKU whose available counter exists.
 var ErrLive = errors.New("sku has counters in redis")
 
-// Rebuild recreates sku's counters after Redis lost them: available =
-// stocked - sold, held = 0. It refuses (ErrLive) when any counter exists,
-// so it never overwrites a running sale. The caller must fence first: no
-// order that reserved before the loss may still be able to confirm, or its
-// units would be sold twice (see stockctl rebuild).
+// Rebuild recreates sku's available counter after Redis lost it. When all
+// three counters are gone, available = stocked - sold and held = 0, with
+// sold from Postgres. When held and sold survived (only available was
+// lost), available = stocked - held - sold from the surviving counters. It
+// refuses (ErrLive) when available exists, so it never overwrites a
+// running sale. The caller must fence first: no order that reserved before
+// the loss may still be able to confirm, or its units would be sold twice
+// (see stockctl rebuild).
 func (g *Gate) Rebuild(ctx context.Context, sku string, stocked, sold int64) (Levels, error) {
 	if err := CheckSKU(sku); err != nil {
 		return Levels{}, err
@@ -219,7 +222,7 @@ func (g *Gate) Rebuild(ctx context.Context, sku string, stocked, sold int64) (Le
 	case -1:
 		return Levels{}, fmt.Errorf("rebuild %s: %w", sku, ErrLive)
 	case -2:
-		return Levels{}, fmt.Errorf("%w: rebuild %s refused (out of range)", ErrInvalid, sku)
+		return Levels{}, fmt.Errorf("%w: rebuild %s refused (out of range, or a surviving counter is corrupt)", ErrInvalid, sku)
 	}
 	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
 }

@@ -325,17 +325,46 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("SKUs() = %v, %v; want R registered", skus, err)
 	}
 
-	// A live SKU, even one whose available key alone survived or was
-	// recreated, is left exactly as it is.
+	// A live SKU (its available counter exists) is left exactly as it is.
 	if _, err := g.Rebuild(ctx, "R", 5, 0); !errors.Is(err, stock.ErrLive) {
 		t.Errorf("Rebuild of a live SKU = %v, want ErrLive", err)
 	}
 	wantLevels(t, g, stock.Levels{SKU: "R", Available: 70, Sold: 30, Stocked: true})
-	if err := rdb.Set(ctx, stock.SoldKey("S"), 4, 0).Err(); err != nil {
+
+	// Only available lost, with an open hold: the surviving held and sold
+	// counters win over Postgres's sold (which would miss the hold), and
+	// the hold still releases into the rebuilt counter.
+	stockSKU(t, g, "P", 10)
+	if _, err := g.Reserve(ctx, "p1", []stock.Line{{SKU: "P", Qty: 3}}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Rebuild(ctx, "S", 10, 4); !errors.Is(err, stock.ErrLive) {
-		t.Errorf("Rebuild with a sold counter left = %v, want ErrLive", err)
+	if _, err := g.Reserve(ctx, "p2", []stock.Line{{SKU: "P", Qty: 2}}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Commit(ctx, "p2", []string{"P"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, stock.AvailKey("P")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = g.Rebuild(ctx, "P", 10, 99)
+	if diff := cmp.Diff(stock.Levels{SKU: "P", Available: 5, Held: 3, Sold: 2, Stocked: true}, got); err != nil || diff != "" {
+		t.Errorf("Rebuild after losing only available = %v mismatch (-want +got):\n%s", err, diff)
+	}
+	if units, err := g.Release(ctx, "p1", []string{"P"}); err != nil || units != 3 {
+		t.Errorf("Release(p1) after the rebuild = %d, %v; want 3, nil", units, err)
+	}
+	wantLevels(t, g, stock.Levels{SKU: "P", Available: 8, Sold: 2, Stocked: true})
+
+	// A surviving counter that is not an integer is refused, nothing written.
+	if err := rdb.Set(ctx, stock.HeldKey("C"), "1.5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Rebuild(ctx, "C", 10, 0); !errors.Is(err, stock.ErrInvalid) {
+		t.Errorf("Rebuild over a corrupt held counter = %v, want ErrInvalid", err)
+	}
+	if n, _ := rdb.Exists(ctx, stock.AvailKey("C")).Result(); n != 0 {
+		t.Error("a refused rebuild wrote the available counter")
 	}
 
 	// Sold above stocked (an oversell before the rebuild) leaves nothing to
