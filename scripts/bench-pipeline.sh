@@ -9,8 +9,9 @@
 #                  that decrements the hot row with UPDATE ... WHERE stock >= 1
 #                  and INSERTs the order (bench/postgres-only.sql).
 #
-# It starts its own redis-server (AOF on, appendfsync everysec: the setting
-# the README recommends) on a free port and creates a throwaway database on
+# It starts its own redis-server (AOF on, appendfsync everysec, the setting
+# the published figures were measured with; compose runs always, see the
+# README's Redis durability) on a free port and creates a throwaway database on
 # the Postgres at TEST_DATABASE_URL, so it never touches shared data.
 # Usage: scripts/bench-pipeline.sh [BUYERS] [PGBENCH_SECONDS]
 set -euo pipefail
