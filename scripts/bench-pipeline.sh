@@ -9,9 +9,9 @@
 #                  that decrements the hot row with UPDATE ... WHERE stock >= 1
 #                  and INSERTs the order (bench/postgres-only.sql).
 #
-# It starts its own redis-server (AOF on, appendfsync everysec, the setting
-# the published figures were measured with; compose runs always, see the
-# README's Redis durability) on a free port and creates a throwaway database on
+# It starts its own redis-server (AOF on, appendfsync $APPENDFSYNC, default
+# everysec, the setting the first published figures were measured with;
+# compose runs always, see the README's Redis durability) on a free port and creates a throwaway database on
 # the Postgres at TEST_DATABASE_URL, so it never touches shared data.
 # Usage: scripts/bench-pipeline.sh [BUYERS] [PGBENCH_SECONDS]
 set -euo pipefail
@@ -38,7 +38,7 @@ trap cleanup EXIT
 
 go build -o "$work/bin/" ./cmd/...
 redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --daemonize yes --save "" \
-  --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --logfile "$work/redis.log"
+  --appendonly yes --appendfsync "${APPENDFSYNC:-everysec}" --maxmemory-policy noeviction --logfile "$work/redis.log"
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
 psql "$admin_url" -qc "CREATE DATABASE $db" >/dev/null
 dburl=$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$admin_url" "$db")
