@@ -47,7 +47,7 @@ chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHA
 bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
 	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)
 
-bench/pipeline: ## the whole pipeline against the Postgres-only design (BUYERS=20000 PGSECS=20)
+bench/pipeline: ## the whole pipeline against the Postgres-only design (BUYERS=20000 PGSECS=20 APPENDFSYNC=everysec)
 	@bash scripts/testenv.sh --no-browser bash scripts/bench-pipeline.sh $${BUYERS:-20000} $${PGSECS:-20}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
