@@ -58,18 +58,9 @@ type env struct {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	e.conn.Register(fs)
 	var ccfg orders.ClientConfig
-	fs.DurationVar(&ccfg.Retention, "retention", orders.DefaultRetention,
-		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
-	fs.IntVar(&ccfg.MaxRetry, "max-retry", orders.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs := globalFlags(stderr, &e.conn, &ccfg)
 	pos, err := config.ParseLeading(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -125,6 +116,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
+// globalFlags are the flags before the command; -h prints usage and them.
+func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *orders.ClientConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn.Register(fs)
+	fs.DurationVar(&ccfg.Retention, "retention", orders.DefaultRetention,
+		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
+	fs.IntVar(&ccfg.MaxRetry, "max-retry", orders.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 // connect opens the Asynq client lazily, after argument checks, so a usage
 // error never waits on a network timeout.
 func (e *env) connect(ctx context.Context) error {
@@ -171,19 +177,28 @@ func ParseLines(args []string) ([]orders.Line, error) {
 	return lines, nil
 }
 
-func placeOrder(ctx context.Context, e *env, args []string) error {
-	var id, customer string
-	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", e.stderr, args, func(fs *flag.FlagSet) {
+// parseOrder reads order's flags and lines, before anything connects; the
+// order is validated once it has its id.
+func parseOrder(args []string, stderr io.Writer) (id, customer string, lines []orders.Line, err error) {
+	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", stderr, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
 		fs.StringVar(&customer, "customer", "", "customer id (required)")
 	})
 	if err != nil {
-		return err
+		return "", "", nil, err
 	}
 	if customer == "" {
-		return fmt.Errorf("%w: --customer is required", config.ErrUsage)
+		return "", "", nil, fmt.Errorf("%w: --customer is required", config.ErrUsage)
 	}
-	lines, err := ParseLines(pos)
+	lines, err = ParseLines(pos)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return id, customer, lines, nil
+}
+
+func placeOrder(ctx context.Context, e *env, args []string) error {
+	id, customer, lines, err := parseOrder(args, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -209,17 +224,25 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 // not buffered without end.
 const maxLine = orders.MaxPayloadBytes + 1
 
+func parseFile(args []string, stderr io.Writer) (path string, err error) {
+	pos, err := config.Subcommand("enqueue", "file", "file PATH|-", stderr, args, func(*flag.FlagSet) {})
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", fmt.Errorf("%w: want one PATH, or - for stdin", config.ErrUsage)
+	}
+	return pos[0], nil
+}
+
 func placeFile(ctx context.Context, e *env, args []string) error {
-	pos, err := config.Subcommand("enqueue", "file", "file PATH|-", e.stderr, args, func(*flag.FlagSet) {})
+	path, err := parseFile(args, e.stderr)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: want one PATH, or - for stdin", config.ErrUsage)
-	}
 	in := e.stdin
-	if p := pos[0]; p != "-" {
-		f, err := os.Open(p)
+	if path != "-" {
+		f, err := os.Open(path)
 		if err != nil {
 			return err
 		}

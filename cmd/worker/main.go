@@ -118,7 +118,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		"how long an idle worker waits before looking for new orders again [POLL_INTERVAL]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := errors.Join(errs...); err != nil {
-		return c, err
+		// Join puts each on a line of its own; the error is printed as one.
+		return c, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	pos, err := config.Parse(fs, args)
 	if err != nil {
@@ -140,7 +141,7 @@ func (c Config) validate() error {
 		return errors.New("--shutdown-timeout must be positive")
 	case c.HandlerTimeout <= 0:
 		return errors.New("--handler-timeout must be positive")
-	case c.HoldTTL < 2*c.HandlerTimeout:
+	case c.HoldTTL/2 < c.HandlerTimeout: // HoldTTL < 2*HandlerTimeout, which could overflow
 		return fmt.Errorf("--hold-ttl %v must be at least twice --handler-timeout %v, or the sweeper could expire orders still in progress", c.HoldTTL, c.HandlerTimeout)
 	case c.SweepInterval <= 0:
 		return errors.New("--sweep-interval must be positive")
@@ -176,10 +177,10 @@ func (c Config) logAttrs() []any {
 func (c Config) retryDelay(n int) time.Duration {
 	d := c.RetryBase
 	for range min(n, 30) {
-		d *= 2
-		if d >= c.RetryMax {
+		if d > c.RetryMax/2 { // d*2 > RetryMax, without overflowing
 			return c.RetryMax
 		}
+		d *= 2
 	}
 	return d
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -104,9 +105,28 @@ func parse(fs *flag.FlagSet, args []string, interleave bool) ([]string, error) {
 			usage()
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %v (see -h)", ErrUsage, err)
+		return nil, fmt.Errorf("%w: %s (see -h)", ErrUsage, escapeControl(err.Error()))
 	}
 	return append(positional, fs.Args()...), nil
+}
+
+// escapeControl writes control characters as Go escapes (\n, \x1b): the
+// flag package quotes a bad flag as typed, and an error must stay one line
+// that cannot move the terminal's cursor.
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // splitArgs separates flags (with their values) from positional arguments
@@ -181,12 +201,23 @@ func EnvDuration(key string, def time.Duration) (time.Duration, error) {
 func RedisOptions(rawURL string) (*redis.Options, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, fmt.Errorf("redis url %s: want redis://[user:password@]host:port/db or rediss://", Redact(rawURL))
+		return nil, fmt.Errorf("redis url %s: want redis://[user:password@]host:port/db or rediss://", escapeControl(Redact(rawURL)))
+	}
+	// An '@' past the user info is a password with an unescaped '/', '?' or
+	// '#' that url.Parse cut short: go-redis would quote its tail as a DB
+	// number or an option. Print nothing of such a URL.
+	if strings.Contains(u.Opaque+u.EscapedPath()+u.RawQuery+u.EscapedFragment(), "@") {
+		return nil, errors.New("redis url (not shown) has an '@' after its user info: escape '/', '?', '#' and '@' in the password as %2F, %3F, %23 and %40")
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
 		// go-redis errors can quote the URL; keep the password out of them.
-		return nil, fmt.Errorf("redis url %s: %s", Redact(rawURL), strings.ReplaceAll(err.Error(), rawURL, Redact(rawURL)))
+		msg := strings.ReplaceAll(err.Error(), rawURL, Redact(rawURL))
+		return nil, errors.New(escapeControl("redis url " + Redact(rawURL) + ": " + msg))
+	}
+	if opt.DB < 0 {
+		// go-redis only sends SELECT for a DB above 0: "/-1" would quietly be DB 0.
+		return nil, errors.New(escapeControl(fmt.Sprintf("redis url %s: db %d must be >= 0", Redact(rawURL), opt.DB)))
 	}
 	if opt.TLSConfig != nil && opt.TLSConfig.MinVersion == 0 {
 		opt.TLSConfig.MinVersion = tls.VersionTLS12

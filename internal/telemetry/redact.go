@@ -11,9 +11,11 @@ const redacted = "xxxxx"
 var (
 	// queryPassword matches libpq's password and sslpassword URL parameters.
 	queryPassword = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#]*`)
-	// dsnPassword matches a key=value DSN's password, quoted (with libpq's
-	// backslash escapes, and even without its closing quote) or bare.
-	dsnPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)`)
+	// dsnPassword matches a key=value DSN's password, quoted or bare, with
+	// libpq's backslash escapes in both (a bare "a\ b" is "a b"), and even
+	// without its closing quote. White space is libpq's and pgx's, which
+	// has \v; RE2's \s does not.
+	dsnPassword = regexp.MustCompile(`(?is)(\b(?:ssl)?password[\t\n\v\f\r ]*=[\t\n\v\f\r ]*)('(?:[^'\\]|\\.)*'?|(?:[^\t\n\v\f\r \\]|\\.)*\\?)`)
 	urlScheme   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 )
 
@@ -27,8 +29,16 @@ var (
 // place. When the text is ambiguous it hides more, never less.
 func RedactURL(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok || !urlScheme.MatchString(scheme) {
+	if !ok {
 		return dsnPassword.ReplaceAllString(s, "${1}"+redacted)
+	}
+	if !urlScheme.MatchString(scheme) {
+		// A DSN with "://" in a value, or a URL with a mistyped scheme
+		// (redis_x://u:pw@h): hide what either reading calls a password.
+		s = dsnPassword.ReplaceAllString(s, "${1}"+redacted)
+		if scheme, rest, ok = strings.Cut(s, "://"); !ok {
+			return s
+		}
 	}
 
 	// The user info ends at the last '@', not at the first '/', '?' or '#':

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/config/configtest"
+	"github.com/stockgate/stockgate/internal/stock"
+)
+
+var envKeys = []string{"REDIS_URL", "DATABASE_URL"}
+
+// parsed is a stockctl command line read as run reads it, up to the point
+// where run would connect.
+type parsed struct {
+	Conn   config.Conn
+	Cmd    string
+	Err    string
+	Usage  bool   // Err is an ErrUsage
+	Help   bool   // -h, help: run prints Stderr and exits 0
+	NoCmd  bool   // no command: run prints Stderr and exits 2
+	Stderr string // what parsing printed
+	// Other is a command in the usage that parseLine does not know; run
+	// would connect for it.
+	Other  bool
+	SKU    string
+	Qty    int64
+	SKUs   []string
+	AsJSON bool
+}
+
+var word = regexp.MustCompile(`^[a-z][a-z-]*$`)
+
+// parseLine mirrors run's dispatch over the parse functions it calls.
+func parseLine(args []string) parsed {
+	var stderr bytes.Buffer
+	var p parsed
+	fs := globalFlags(&stderr, &p.Conn)
+	pos, err := config.ParseLeading(fs, args)
+	switch {
+	case err != nil:
+	case len(pos) == 0:
+		fs.Usage()
+		p.NoCmd = true
+		err = fmt.Errorf("%w: no command", config.ErrUsage)
+	default:
+		p.Cmd = pos[0]
+		rest := pos[1:]
+		switch p.Cmd {
+		case "migrate":
+			err = parseMigrate(rest, &stderr)
+		case "set", "add":
+			p.SKU, p.Qty, err = parseAdjust(p.Cmd, rest, &stderr)
+		case "show":
+			p.SKUs, p.AsJSON, err = parseShow(rest, &stderr)
+		case "reconcile":
+			p.AsJSON, err = parseReconcile(rest, &stderr)
+		case "help", "-h", "--help":
+			fs.Usage()
+			p.Help = true
+		default:
+			p.Other = word.MatchString(p.Cmd) && strings.Contains(usage, "stockctl [flags] "+p.Cmd+" ")
+			if !p.Other {
+				err = fmt.Errorf("%w: unknown command %q", config.ErrUsage, p.Cmd)
+			}
+		}
+	}
+	p.Help = p.Help || errors.Is(err, flag.ErrHelp)
+	if err != nil && !p.Help {
+		p.Err, p.Usage = err.Error(), errors.Is(err, config.ErrUsage)
+	}
+	p.Stderr = stderr.String()
+	return p
+}
+
+// runRejected runs stockctl on a line parseLine refuses (or answers with
+// help), which run must then refuse before it connects to anything; the
+// context is cancelled all the same.
+func runRejected(args []string) (code int, stdout, stderr string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	code = run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// FuzzStockctlArgs checks stockctl's argument parsing on any argument
+// vector and any REDIS_URL and DATABASE_URL: a refusal is a usage error,
+// exit status 2 and one line on stderr, help exits 0, nothing reaches
+// stdout, no password of a URL from the environment or the flags is ever
+// printed (-h shows the defaults), set and add accept only a valid SKU and
+// a quantity from the arguments within bounds (set >= 0, add >= 1), show
+// only valid SKUs, and the same input always gives the same result.
+//
+// Lines that parse are not run: run would connect. The first argument is
+// the environment (REDIS_URL=… DATABASE_URL=…), the second the argument
+// vector, both split with configtest.Args.
+//
+//	go test -run '^$' -fuzz '^FuzzStockctlArgs$' -fuzztime 1m ./cmd/stockctl/
+func FuzzStockctlArgs(f *testing.F) {
+	env := configtest.Line("REDIS_URL=redis://app:envs3cret@h:6379/1", "DATABASE_URL=postgres://app:dbs3cret@db/sg")
+	for _, a := range configtest.Hostile {
+		f.Add(env, configtest.Line("set", "SKU-1", a))
+		f.Add(env, configtest.Line("add", a, "5"))
+		f.Add(env, configtest.Line("show", "--json", a))
+		f.Add(env, configtest.Line(a, "migrate"))
+		f.Add(env, configtest.Line("--redis-url", a, "reconcile", "--json"))
+		f.Add(configtest.Line("REDIS_URL="+a, "DATABASE_URL="+a), configtest.Line("-h"))
+	}
+	for _, args := range [][]string{
+		{}, {"help"}, {"--", "-h"}, {"set"}, {"set", "SKU-1"}, {"set", "SKU-1", "5", "6"}, {"set", "SKU-1", "-5"},
+		{"add", "SKU-1", "0"}, {"add", "--", "SKU-1", "1"}, {"set", "SKU-1", "5", "-h"}, {"set", "SKU-1", "--json", "5"},
+		{"show"}, {"show", "A", "B", "--json"}, {"show", "-json=false", "--", "-x"}, {"reconcile", "extra"},
+		{"migrate", "-h"}, {"rebuild", "--fence", "1s"}, {"set", "-redis-url=redis://u:s3cretpw@h/0", "SKU-1", "1"},
+		{"--database-url", "postgres://u:s3cretpw@h/db", "nope"}, {"-database-url"}, {"SET", "SKU-1", "1"},
+	} {
+		f.Add(env, configtest.Line(args...))
+	}
+	f.Fuzz(func(t *testing.T, envIn, argv string) {
+		vals := configtest.EnvValues(envIn, envKeys...)
+		args := configtest.Args(argv)
+		configtest.SetEnv(t, envKeys, vals)
+		p := parseLine(args)
+		if again := parseLine(args); !cmp.Equal(p, again) {
+			t.Fatalf("parseLine(%q) differs the second time (-first +second):\n%s", args, cmp.Diff(p, again))
+		}
+		switch {
+		case p.Err != "":
+			if !p.Usage || !configtest.OneLine(p.Err) || p.Stderr != "" && !p.NoCmd {
+				t.Fatalf("stockctl %q: %q (usage error %v), printed %q; want one usage line and nothing printed", args, p.Err, p.Usage, p.Stderr)
+			}
+		case p.Help || p.Other:
+		default:
+			checkAccepted(t, args, p)
+		}
+
+		ran := p.Err != "" || p.Help
+		if ran {
+			code, stdout, stderr := runRejected(args)
+			want := 0
+			if p.Err != "" {
+				want = 2
+			}
+			if code != want || stdout != "" {
+				t.Fatalf("run(%q) = %d, stdout %q; want %d and nothing on stdout", args, code, stdout, want)
+			}
+			line, ok := strings.CutSuffix(stderr, "\n")
+			if code == 2 && !p.NoCmd && (!ok || !configtest.OneLine(line) || !strings.HasPrefix(line, "stockctl")) {
+				t.Fatalf("run(%q) printed %q, want one line naming stockctl", args, stderr)
+			}
+			if (code == 0 || p.NoCmd) && stderr != p.Stderr {
+				t.Fatalf("run(%q) printed %q, want the usage %q", args, stderr, p.Stderr)
+			}
+		}
+
+		secrets := slices.Concat(configtest.Passwords(vals[0]), configtest.Passwords(vals[1]),
+			configtest.Passwords(p.Conn.RedisURL), configtest.Passwords(p.Conn.DatabaseURL))
+		configtest.CheckSecrets(t, slices.Concat(vals, args), secrets, func(in []string) string {
+			configtest.SetEnv(t, envKeys, in[:2])
+			q := parseLine(in[2:])
+			s := q.Err + "\n" + q.Stderr
+			if ran {
+				_, stdout, stderr := runRejected(in[2:])
+				s += "\n" + stdout + stderr
+			}
+			return s
+		})
+	})
+}
+
+func checkAccepted(t *testing.T, args []string, p parsed) {
+	t.Helper()
+	switch p.Cmd {
+	case "set", "add":
+		min := map[string]int64{"set": 0, "add": 1}[p.Cmd]
+		fromArgs := slices.ContainsFunc(args, func(a string) bool {
+			n, err := strconv.ParseInt(a, 10, 64)
+			return err == nil && n == p.Qty
+		})
+		if stock.CheckSKU(p.SKU) != nil || !slices.Contains(args, p.SKU) || p.Qty < min || !fromArgs {
+			t.Fatalf("stockctl %q accepted SKU %q, quantity %d; want a valid SKU and a quantity >= %d, both from the arguments",
+				args, p.SKU, p.Qty, min)
+		}
+	case "show":
+		for _, s := range p.SKUs {
+			if stock.CheckSKU(s) != nil || !slices.Contains(args, s) {
+				t.Fatalf("stockctl %q accepted SKU %q", args, s)
+			}
+		}
+	case "migrate", "reconcile":
+	default:
+		t.Fatalf("stockctl %q accepted command %q", args, p.Cmd)
+	}
+	if p.Stderr != "" {
+		t.Fatalf("stockctl %q printed %q while parsing", args, p.Stderr)
+	}
+}
