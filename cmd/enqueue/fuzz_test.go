@@ -27,14 +27,7 @@ type parsed struct {
 	Conn   config.Conn
 	Client orders.ClientConfig
 	Cmd    string
-	Err    string
-	Usage  bool   // Err is an ErrUsage
-	Help   bool   // -h, help: run prints Stderr and exits 0
-	NoCmd  bool   // no command: run prints Stderr and exits 2
-	Stderr string // what parsing printed
-	// Other is a command in the usage that parseLine does not know; run
-	// would connect for it.
-	Other bool
+	configtest.Outcome
 	Order orders.Order
 	Path  string
 	Sale  saleFlags
@@ -149,47 +142,12 @@ func FuzzEnqueueArgs(f *testing.F) {
 		if again := parseLine(args); !cmp.Equal(p, again, cmp.AllowUnexported(saleFlags{})) {
 			t.Fatalf("parseLine(%q) differs the second time (-first +second):\n%s", args, cmp.Diff(p, again, cmp.AllowUnexported(saleFlags{})))
 		}
-		switch {
-		case p.Err != "":
-			if !p.Usage || !configtest.OneLine(p.Err) || p.Stderr != "" && !p.NoCmd {
-				t.Fatalf("enqueue %q: %q (usage error %v), printed %q; want one usage line and nothing printed", args, p.Err, p.Usage, p.Stderr)
-			}
-		case p.Help || p.Other:
-		default:
-			checkAccepted(t, args, p)
-		}
-
-		ran := p.Err != "" || p.Help
-		if ran {
-			code, stdout, stderr := runRejected(args)
-			want := 0
-			if p.Err != "" {
-				want = 2
-			}
-			if code != want || stdout != "" {
-				t.Fatalf("run(%q) = %d, stdout %q; want %d and nothing on stdout", args, code, stdout, want)
-			}
-			line, ok := strings.CutSuffix(stderr, "\n")
-			if code == 2 && !p.NoCmd && (!ok || !configtest.OneLine(line) || !strings.HasPrefix(line, "enqueue")) {
-				t.Fatalf("run(%q) printed %q, want one line naming enqueue", args, stderr)
-			}
-			if (code == 0 || p.NoCmd) && stderr != p.Stderr {
-				t.Fatalf("run(%q) printed %q, want the usage %q", args, stderr, p.Stderr)
-			}
-		}
-
-		secrets := slices.Concat(configtest.Passwords(vals[0]), configtest.Passwords(vals[1]),
-			configtest.Passwords(p.Conn.RedisURL), configtest.Passwords(p.Conn.DatabaseURL))
-		configtest.CheckSecrets(t, slices.Concat(vals, args), secrets, func(in []string) string {
-			configtest.SetEnv(t, envKeys, in[:2])
-			q := parseLine(in[2:])
-			s := q.Err + "\n" + q.Stderr
-			if ran {
-				_, stdout, stderr := runRejected(in[2:])
-				s += "\n" + stdout + stderr
-			}
-			return s
-		})
+		configtest.CheckCommandLine(t, configtest.Command{
+			Name: "enqueue", EnvKeys: envKeys,
+			Parse:    func(args []string) configtest.Outcome { return parseLine(args).Outcome },
+			Run:      runRejected,
+			Accepted: func() { checkAccepted(t, args, p) },
+		}, vals, args, p.Outcome, p.Conn.RedisURL, p.Conn.DatabaseURL)
 	})
 }
 

@@ -270,3 +270,82 @@ var Hostile = []string{
 	"host=db password='s3 cr\\'et' dbname=sg",
 	"host=db password='s3cretpw",
 }
+
+// Outcome is the part of a parsed command line that every command's fuzz
+// target checks the same way; each target embeds it in its own result.
+type Outcome struct {
+	Err    string
+	Usage  bool   // Err is an ErrUsage
+	Help   bool   // -h, help: run prints Stderr and exits 0
+	NoCmd  bool   // no command: run prints Stderr and exits 2
+	Stderr string // what parsing printed
+	// Other is a command in the usage that the target's parser mirror does
+	// not know; run would connect for it.
+	Other bool
+}
+
+// Command is what CheckCommandLine needs of one command's fuzz target.
+type Command struct {
+	Name    string   // as run prefixes its errors: "stockctl", "enqueue"
+	EnvKeys []string // the environment variables the target sets, vals in that order
+	// Parse parses args with the environment as set, Run runs the command
+	// on a line Parse refused or answered with help (it must not connect),
+	// and Accepted checks a line that parsed.
+	Parse    func(args []string) Outcome
+	Run      func(args []string) (code int, stdout, stderr string)
+	Accepted func()
+}
+
+// CheckCommandLine holds one fuzzed command line, parsed as o with the
+// environment c.EnvKeys=vals, to the rules every command shares: a refusal
+// is one usage line with nothing printed while parsing; run refuses it with
+// exit status 2 (or answers help with 0), nothing on stdout and one line
+// naming the command; and no password from the environment, the flags or
+// urls (the URLs the parse ended with) reaches any of it.
+func CheckCommandLine(t *testing.T, c Command, vals, args []string, o Outcome, urls ...string) {
+	t.Helper()
+	switch {
+	case o.Err != "":
+		if !o.Usage || !OneLine(o.Err) || o.Stderr != "" && !o.NoCmd {
+			t.Fatalf("%s %q: %q (usage error %v), printed %q; want one usage line and nothing printed", c.Name, args, o.Err, o.Usage, o.Stderr)
+		}
+	case o.Help || o.Other:
+	default:
+		c.Accepted()
+	}
+
+	ran := o.Err != "" || o.Help
+	if ran {
+		code, stdout, stderr := c.Run(args)
+		want := 0
+		if o.Err != "" {
+			want = 2
+		}
+		if code != want || stdout != "" {
+			t.Fatalf("run(%q) = %d, stdout %q; want %d and nothing on stdout", args, code, stdout, want)
+		}
+		line, ok := strings.CutSuffix(stderr, "\n")
+		if code == 2 && !o.NoCmd && (!ok || !OneLine(line) || !strings.HasPrefix(line, c.Name)) {
+			t.Fatalf("run(%q) printed %q, want one line naming %s", args, stderr, c.Name)
+		}
+		if (code == 0 || o.NoCmd) && stderr != o.Stderr {
+			t.Fatalf("run(%q) printed %q, want the usage %q", args, stderr, o.Stderr)
+		}
+	}
+
+	var secrets []string
+	for _, s := range append(append([]string{}, vals...), urls...) {
+		secrets = append(secrets, Passwords(s)...)
+	}
+	n := len(c.EnvKeys)
+	CheckSecrets(t, append(append([]string{}, vals...), args...), secrets, func(in []string) string {
+		SetEnv(t, c.EnvKeys, in[:n])
+		q := c.Parse(in[n:])
+		s := q.Err + "\n" + q.Stderr
+		if ran {
+			_, stdout, stderr := c.Run(in[n:])
+			s += "\n" + stdout + stderr
+		}
+		return s
+	})
+}
