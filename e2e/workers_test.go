@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
 
@@ -62,7 +63,7 @@ func TestTwoWorkersDuplicateDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := orders.NewStore(pool).Stats(context.Background(), ids)
+	st, err := orderstore.New(pool).Stats(context.Background(), ids)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -113,7 +114,7 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	var store *orders.Store
+	var store *orderstore.Store
 	var gate *stock.Gate
 	if f.wait {
 		// Connect before enqueueing: finding Postgres down after the sale
@@ -128,7 +129,7 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer rdb.Close()
-		store, gate = orders.NewStore(pool), stock.New(rdb, stock.Config{})
+		store, gate = orderstore.New(pool), stock.New(rdb, stock.Config{})
 	}
 
 	run := cmp.Or(f.run, newID("fs-"))
@@ -224,7 +225,7 @@ feed:
 	return int(n.Load() - dup.Load()), int(dup.Load()), firstErr
 }
 
-func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout time.Duration, prog *progress) (orders.Stats, error) {
+func waitDecided(ctx context.Context, store *orderstore.Store, ids []string, timeout time.Duration, prog *progress) (orderstore.Stats, error) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -234,7 +235,7 @@ func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout
 	for {
 		var err error
 		if pending, err = store.Undecided(ctx, pending); err != nil {
-			return orders.Stats{}, err
+			return orderstore.Stats{}, err
 		}
 		prog.set("decided", len(ids)-len(pending), len(ids))
 		if len(pending) == 0 {
@@ -243,12 +244,12 @@ func waitDecided(ctx context.Context, store *orders.Store, ids []string, timeout
 		}
 		if time.Now().After(deadline) {
 			prog.done("")
-			return orders.Stats{}, fmt.Errorf("gave up after %v: %d of %d orders have no row yet (is a worker running?)",
+			return orderstore.Stats{}, fmt.Errorf("gave up after %v: %d of %d orders have no row yet (is a worker running?)",
 				timeout, len(pending), len(ids))
 		}
 		select {
 		case <-ctx.Done():
-			return orders.Stats{}, ctx.Err()
+			return orderstore.Stats{}, ctx.Err()
 		case <-tick.C:
 		}
 	}

@@ -17,9 +17,10 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
-	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/reconcile"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/migrations"
@@ -177,39 +178,22 @@ func adjust(ctx context.Context, cfg config.Conn, op string, args []string, stdo
 	if err != nil {
 		return err
 	}
-	gate, store, closeAll, err := openStock(ctx, cfg)
+	st, err := openStock(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	// A catalogued SKU without counters means Redis lost its data: set or
-	// add would start it from zero and overwrite the catalogue's total,
-	// forgetting what was sold. rebuild restores it from Postgres instead.
-	if cur, err := gate.Show(ctx, sku); err != nil {
-		return err
-	} else if !cur[0].Stocked {
-		known, err := store.Catalogued(ctx, sku)
-		if err != nil {
-			return err
-		}
-		if known {
-			return fmt.Errorf("%s is in the Postgres catalogue but has no counters in Redis (Redis lost its data?): run stockctl rebuild first, then %s", sku, op)
-		}
-	}
+	defer st.close()
 	var lv stock.Levels
 	if op == "set" {
-		lv, err = gate.Set(ctx, sku, qty)
+		lv, err = st.ledger.Set(ctx, sku, qty)
 	} else {
-		lv, err = gate.Add(ctx, sku, qty)
+		lv, err = st.ledger.Add(ctx, sku, qty)
+	}
+	if errors.Is(err, catalog.ErrCountersLost) {
+		return fmt.Errorf("%s is in the Postgres catalogue but has no counters in Redis (Redis lost its data?): run stockctl rebuild first, then %s", sku, op)
 	}
 	if err != nil {
 		return err
-	}
-	// The catalogue keeps the stocked total so reconcile can tell a lost
-	// Redis counter from a sale. Redis changed first: if this write fails,
-	// reconcile reports the drift and re-running the command mends it.
-	if err := store.RecordMovement(ctx, orders.Movement{SKU: sku, Op: op, Qty: qty, Stocked: lv.Total()}); err != nil {
-		return fmt.Errorf("stock changed in redis but the catalogue was not updated (re-run to mend): %w", err)
 	}
 	fmt.Fprintf(stdout, "%s: available %d, held %d, sold %d\n", lv.SKU, lv.Available, lv.Held, lv.Sold)
 	return nil
@@ -286,12 +270,12 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 	if err != nil {
 		return false, err
 	}
-	gate, store, closeAll, err := openStock(ctx, cfg)
+	st, err := openStock(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
-	defer closeAll()
-	rows, err := reconcile.Compare(ctx, gate, store)
+	defer st.close()
+	rows, err := reconcile.Compare(ctx, st.gate, st.catalog, st.store)
 	if err != nil {
 		return false, err
 	}
@@ -324,17 +308,29 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 	return drift, nil
 }
 
+// backends are what the commands that need both Redis and Postgres work with.
+type backends struct {
+	gate    *stock.Gate
+	store   *orderstore.Store
+	catalog *catalog.Catalog
+	ledger  *catalog.Ledger
+	close   func()
+}
+
 // openStock connects to both Redis and Postgres, for the commands that
-// need the stock gate and the order store together.
-func openStock(ctx context.Context, cfg config.Conn) (*stock.Gate, *orders.Store, func(), error) {
+// need the stock gate and the catalogue together.
+func openStock(ctx context.Context, cfg config.Conn) (backends, error) {
 	rdb, err := conn.Redis(ctx, cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, err
+		return backends{}, err
 	}
 	pool, err := conn.Postgres(ctx, cfg.DatabaseURL, nil)
 	if err != nil {
 		rdb.Close()
-		return nil, nil, nil, err
+		return backends{}, err
 	}
-	return stock.New(rdb, stock.Config{}), orders.NewStore(pool), func() { pool.Close(); rdb.Close() }, nil
+	b := backends{gate: stock.New(rdb, stock.Config{}), store: orderstore.New(pool), catalog: catalog.New(pool),
+		close: func() { pool.Close(); rdb.Close() }}
+	b.ledger = catalog.NewLedger(b.gate, b.catalog, b.store)
+	return b, nil
 }

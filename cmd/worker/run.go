@@ -17,11 +17,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate/internal/admin"
+	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/telemetry"
+	"github.com/stockgate/stockgate/internal/worker"
 	"github.com/stockgate/stockgate/migrations"
 )
 
@@ -76,11 +79,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	log.Info("migrations current", "applied_now", len(res.Applied), "version", res.Version)
 
 	gate := stock.New(rdb, stock.Config{})
-	store := orders.NewStore(pool)
-	handler, err := orders.NewHandler(gate, store, orders.HandlerConfig{
-		HoldTTL: cfg.HoldTTL, HandlerTimeout: cfg.HandlerTimeout,
-		RateLimit: cfg.RateLimit, RateWindow: cfg.RateWindow, Logger: log,
-	})
+	store := orderstore.New(pool)
+	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: catalog.New(pool), Limiter: gate},
+		worker.HandlerConfig{
+			HoldTTL: cfg.HoldTTL, HandlerTimeout: cfg.HandlerTimeout,
+			RateLimit: cfg.RateLimit, RateWindow: cfg.RateWindow, Logger: log,
+		})
 	if err != nil {
 		return err
 	}
@@ -92,7 +96,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	qopt := config.AsynqRedisOpt(ropt)
 	inspector := asynq.NewInspector(qopt)
 	defer inspector.Close()
-	sweeper, err := orders.NewSweeper(gate, store, orders.SweeperConfig{
+	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
 		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
 	if err != nil {
 		return err

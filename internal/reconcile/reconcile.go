@@ -30,19 +30,23 @@ type Stock interface {
 	Show(ctx context.Context, skus ...string) ([]stock.Levels, error)
 }
 
-// Records is the Postgres side: *orders.Store.
-type Records interface {
+// Catalogue is the Postgres catalogue: *catalog.Catalog.
+type Catalogue interface {
 	Products(ctx context.Context) (map[string]int64, error)
+}
+
+// Sold is the Postgres order rows: *orderstore.Store.
+type Sold interface {
 	ConfirmedBySKU(ctx context.Context) (map[string]int64, error)
 }
 
 // Compare lines up every SKU known to either side.
-func Compare(ctx context.Context, gate Stock, store Records) ([]Row, error) {
-	products, err := store.Products(ctx)
+func Compare(ctx context.Context, gate Stock, cat Catalogue, sold Sold) ([]Row, error) {
+	products, err := cat.Products(ctx)
 	if err != nil {
 		return nil, err
 	}
-	confirmed, err := store.ConfirmedBySKU(ctx)
+	confirmed, err := sold.ConfirmedBySKU(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package orders
+package worker
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orders/ordertest"
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
@@ -29,7 +30,7 @@ func TestBadInputThroughWorker(t *testing.T) {
 	for i, c := range ordertest.Hostile {
 		// Raw tasks: the storefront client validates, so go around it the
 		// way a buggy or hostile producer would.
-		task := asynq.NewTask(TaskType, c.Payload, asynq.Queue(Queue), asynq.MaxRetry(3),
+		task := asynq.NewTask(orders.TaskType, c.Payload, asynq.Queue(orders.Queue), asynq.MaxRetry(3),
 			asynq.TaskID(fmt.Sprintf("hostile-%d", i)), asynq.Retention(time.Hour))
 		if _, err := b.ac.Enqueue(task); err != nil {
 			t.Fatalf("Enqueue(%s): %v", c.Name, err)
@@ -46,7 +47,7 @@ func TestBadInputThroughWorker(t *testing.T) {
 
 	b.waitRows(t, withID, time.Minute)
 	testsvc.Poll(t, time.Minute, fmt.Sprintf("%d id-less payloads to be archived", noID), func() bool {
-		qi, err := b.insp.GetQueueInfo(Queue)
+		qi, err := b.insp.GetQueueInfo(orders.Queue)
 		return err == nil && qi.Archived == noID
 	})
 
@@ -59,11 +60,11 @@ func TestBadInputThroughWorker(t *testing.T) {
 			t.Errorf("%s: Get(%s): %v", c.Name, c.OrderID, err)
 			continue
 		}
-		if rec.Status != StatusRejected || !strings.HasPrefix(rec.Reason, "invalid: ") || strings.Contains(rec.Reason, "\n") {
+		if rec.Status != orders.StatusRejected || !strings.HasPrefix(rec.Reason, "invalid: ") || strings.Contains(rec.Reason, "\n") {
 			t.Errorf("%s: row = %s/%q, want rejected with a one-line \"invalid: …\" reason", c.Name, rec.Status, rec.Reason)
 		}
 	}
-	archived, err := b.insp.ListArchivedTasks(Queue, asynq.PageSize(100))
+	archived, err := b.insp.ListArchivedTasks(orders.Queue, asynq.PageSize(100))
 	if err != nil {
 		t.Fatalf("ListArchivedTasks: %v", err)
 	}
@@ -75,7 +76,7 @@ func TestBadInputThroughWorker(t *testing.T) {
 			t.Errorf("archived task %s was retried %d times, want 0 (bad input is never retried)", ti.ID, ti.Retried)
 		}
 	}
-	qi, err := b.insp.GetQueueInfo(Queue)
+	qi, err := b.insp.GetQueueInfo(orders.Queue)
 	if err != nil {
 		t.Fatalf("GetQueueInfo: %v", err)
 	}

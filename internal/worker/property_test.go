@@ -1,4 +1,4 @@
-package orders
+package worker
 
 import (
 	"context"
@@ -17,8 +17,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"pgregory.net/rapid"
 
+	"github.com/stockgate/stockgate/internal/catalog"
+	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
+	"github.com/stockgate/stockgate/internal/testsvc/testdb"
 )
 
 // fakeClock is the handlers' and the sweeper's clock. Handlers running in
@@ -118,7 +122,8 @@ type propEnv struct {
 	rdb         *redis.Client
 	pool        *pgxpool.Pool
 	gate        *stock.Gate
-	store       *Store
+	store       *orderstore.Store
+	catalog     *catalog.Catalog
 	first, last context.Context
 	log         *slog.Logger
 	seq         atomic.Int64
@@ -146,7 +151,7 @@ func (c *propCoverage) add(m *map[string]int, k string) {
 // (same id, another hash).
 type propOrder struct {
 	id       string
-	payloads [2]Order // [0] the usual payload, [1] the conflicting one
+	payloads [2]orders.Order // [0] the usual payload, [1] the conflicting one
 	tasks    [2]*asynq.Task
 }
 
@@ -201,7 +206,7 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 		if err != nil {
 			rt.Fatalf("Set(%s, %d): %v", sku, qty, err)
 		}
-		if err := env.store.RecordStock(ctx, sku, lv.Total()); err != nil {
+		if err := env.catalog.RecordStock(ctx, sku, lv.Total()); err != nil {
 			rt.Fatalf("RecordStock(%s): %v", sku, err)
 		}
 		r.skus = append(r.skus, sku)
@@ -211,7 +216,7 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 	for i := range n {
 		o := propOrder{id: fmt.Sprintf("%s-o%d", prefix, i)}
 		for p := range o.payloads {
-			o.payloads[p] = Order{OrderID: o.id, CustomerID: fmt.Sprintf("c%d", i),
+			o.payloads[p] = orders.Order{OrderID: o.id, CustomerID: fmt.Sprintf("c%d", i),
 				Lines: r.drawLines(rt, fmt.Sprintf("o%d payload %d", i, p))}
 		}
 		if o.payloads[0].Hash() == o.payloads[1].Hash() {
@@ -219,11 +224,11 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 			o.payloads[1].CustomerID += "x"
 		}
 		for p, po := range o.payloads {
-			payload, err := Encode(po)
+			payload, err := orders.Encode(po)
 			if err != nil {
 				rt.Fatalf("Encode(%+v): %v", po, err)
 			}
-			o.tasks[p] = asynq.NewTask(TaskType, payload)
+			o.tasks[p] = asynq.NewTask(orders.TaskType, payload)
 		}
 		r.orders = append(r.orders, o)
 		r.ids = append(r.ids, o.id)
@@ -232,12 +237,12 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 }
 
 // drawLines draws one to three lines on distinct SKUs.
-func (r *propRun) drawLines(rt *rapid.T, label string) []Line {
+func (r *propRun) drawLines(rt *rapid.T, label string) []orders.Line {
 	skus := rapid.Permutation(r.skus).Draw(rt, label+" skus")
 	n := rapid.IntRange(1, len(skus)).Draw(rt, label+" lines")
-	lines := make([]Line, n)
+	lines := make([]orders.Line, n)
 	for i := range lines {
-		lines[i] = Line{SKU: skus[i], Qty: rapid.SampledFrom([]int64{1, 1, 2, 3}).Draw(rt, label+" qty")}
+		lines[i] = orders.Line{SKU: skus[i], Qty: rapid.SampledFrom([]int64{1, 1, 2, 3}).Draw(rt, label+" qty")}
 	}
 	return lines
 }
@@ -297,7 +302,7 @@ func (r *propRun) handler(failAt string, last bool) (*Handler, error) {
 			return err
 		}
 	}
-	return NewHandler(r.env.gate, r.env.store, cfg)
+	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Limiter: r.env.gate}, cfg)
 }
 
 // deliver runs one delivery and says what was wrong with its result, if
@@ -414,7 +419,7 @@ type holdState struct {
 }
 
 type rowState struct {
-	status Status
+	status orders.Status
 	lines  map[string]int64
 }
 
@@ -462,7 +467,7 @@ func (r *propRun) snapshot(rt *rapid.T) (map[[2]string]holdState, map[string]row
 		}
 		row, ok := rows[id]
 		if !ok {
-			row = rowState{status: Status(status), lines: map[string]int64{}}
+			row = rowState{status: orders.Status(status), lines: map[string]int64{}}
 		}
 		if sku != "" {
 			row.lines[sku] = qty
@@ -499,13 +504,13 @@ func (r *propRun) checkSteady(rt *rapid.T) {
 			continue
 		}
 		row, ok := rows[k[0]]
-		if !ok || row.status != StatusConfirmed || row.lines[k[1]] != h.qty {
+		if !ok || row.status != orders.StatusConfirmed || row.lines[k[1]] != h.qty {
 			rt.Fatalf("order %s: %d units of %s sold, but its row is %+v (present %v); want a confirmed row with that line",
 				k[0], h.qty, k[1], row, ok)
 		}
 	}
 	for id, row := range rows {
-		if row.status != StatusConfirmed {
+		if row.status != orders.StatusConfirmed {
 			continue
 		}
 		for sku, qty := range row.lines {
@@ -583,7 +588,7 @@ func (r *propRun) finish(rt *rapid.T) {
 		}
 	}
 	for id, row := range rows {
-		if row.status != StatusConfirmed {
+		if row.status != orders.StatusConfirmed {
 			continue
 		}
 		for sku, qty := range row.lines {
@@ -604,13 +609,14 @@ func (r *propRun) finish(rt *rapid.T) {
 func TestHandlerProperty(t *testing.T) {
 	t.Parallel()
 	r, db, rdb := testsvc.RedisDB(t)
-	pool := testPool(t)
+	pool := testdb.New(t)
 	env := &propEnv{
-		rdb:   rdb,
-		pool:  pool,
-		gate:  stock.New(rdb, stock.Config{}),
-		store: NewStore(pool),
-		log:   slog.New(slog.DiscardHandler),
+		rdb:     rdb,
+		pool:    pool,
+		gate:    stock.New(rdb, stock.Config{}),
+		store:   orderstore.New(pool),
+		catalog: catalog.New(pool),
+		log:     slog.New(slog.DiscardHandler),
 	}
 	env.first, env.last = attemptContexts(t, asynq.RedisClientOpt{Addr: r.Addr, DB: db})
 
@@ -651,7 +657,7 @@ func TestLastAttemptAfterConfirm(t *testing.T) {
 		if err := b.handler(t, HandlerConfig{hook: failOnceAt(step)}).ProcessTask(last, task); err != nil {
 			t.Fatalf("last attempt failing at %s: ProcessTask = %v, want nil (the confirmed row stands)", step, err)
 		}
-		if rec, err := b.store.Get(context.Background(), o.OrderID); err != nil || rec.Status != StatusConfirmed {
+		if rec, err := b.store.Get(context.Background(), o.OrderID); err != nil || rec.Status != orders.StatusConfirmed {
 			t.Fatalf("Get(%s) = %+v, %v; want confirmed", o.OrderID, rec, err)
 		}
 	}
@@ -674,7 +680,7 @@ func TestSweeperDropsConflictingHold(t *testing.T) {
 	loser := oneLine("sc-1", "c-1", "SC-2", 1)
 	winner := oneLine("sc-1", "c-1", "SC-1", 2)
 	for _, c := range []struct {
-		o    Order
+		o    orders.Order
 		hook func(string) error
 	}{{loser, failOnceAt("after_reserve")}, {winner, nil}} {
 		task, err := b.client.NewTask(ctx, c.o)

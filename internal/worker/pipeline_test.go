@@ -1,4 +1,4 @@
-package orders
+package worker
 
 import (
 	"context"
@@ -14,22 +14,27 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stockgate/stockgate/internal/catalog"
+	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/reconcile"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
+	"github.com/stockgate/stockgate/internal/testsvc/testdb"
 )
 
 // pipeBundle is one isolated pipeline: its own Redis DB (stock and queue),
 // its own migrated database, a gate, a store and an enqueue client.
 type pipeBundle struct {
-	rdb    *redis.Client
-	ropt   asynq.RedisClientOpt
-	pool   *pgxpool.Pool
-	gate   *stock.Gate
-	store  *Store
-	ac     *asynq.Client
-	client *Client
-	insp   *asynq.Inspector
+	rdb     *redis.Client
+	ropt    asynq.RedisClientOpt
+	pool    *pgxpool.Pool
+	gate    *stock.Gate
+	store   *orderstore.Store
+	catalog *catalog.Catalog
+	ac      *asynq.Client
+	client  *orders.Client
+	insp    *asynq.Inspector
 }
 
 func setupPipeline(t *testing.T) *pipeBundle {
@@ -38,13 +43,14 @@ func setupPipeline(t *testing.T) *pipeBundle {
 	b := &pipeBundle{
 		rdb:  rdb,
 		ropt: asynq.RedisClientOpt{Addr: r.Addr, DB: db},
-		pool: testPool(t),
+		pool: testdb.New(t),
 		gate: stock.New(rdb, stock.Config{}),
 	}
-	b.store = NewStore(b.pool)
+	b.store = orderstore.New(b.pool)
+	b.catalog = catalog.New(b.pool)
 	b.ac = asynq.NewClient(b.ropt)
 	t.Cleanup(func() { _ = b.ac.Close() })
-	b.client = NewClient(b.ac, ClientConfig{MaxRetry: 3})
+	b.client = orders.NewClient(b.ac, orders.ClientConfig{MaxRetry: 3})
 	b.insp = asynq.NewInspector(b.ropt)
 	t.Cleanup(func() { _ = b.insp.Close() })
 	return b
@@ -55,7 +61,7 @@ func (b *pipeBundle) handler(t *testing.T, cfg HandlerConfig) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := NewHandler(b.gate, b.store, cfg)
+	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Limiter: b.gate}, cfg)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}
@@ -68,7 +74,7 @@ func (b *pipeBundle) startWorker(t *testing.T, h asynq.Handler, concurrency int)
 	t.Helper()
 	srv := asynq.NewServer(b.ropt, asynq.Config{
 		Concurrency:    concurrency,
-		Queues:         map[string]int{Queue: 1},
+		Queues:         map[string]int{orders.Queue: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
 		LogLevel:       asynq.ErrorLevel,
 		// Poll often: tests wait on outcomes, and the default 1s idle
@@ -78,7 +84,7 @@ func (b *pipeBundle) startWorker(t *testing.T, h asynq.Handler, concurrency int)
 		ShutdownTimeout:          5 * time.Second,
 	})
 	mux := asynq.NewServeMux()
-	mux.Handle(TaskType, h)
+	mux.Handle(orders.TaskType, h)
 	if err := srv.Start(mux); err != nil {
 		t.Fatalf("asynq Start: %v", err)
 	}
@@ -91,7 +97,7 @@ func (b *pipeBundle) stockSKU(t *testing.T, sku string, qty int64) {
 	if err != nil {
 		t.Fatalf("Set(%s, %d): %v", sku, qty, err)
 	}
-	if err := b.store.RecordStock(context.Background(), sku, lv.Total()); err != nil {
+	if err := b.catalog.RecordStock(context.Background(), sku, lv.Total()); err != nil {
 		t.Fatalf("RecordStock: %v", err)
 	}
 }
@@ -106,9 +112,9 @@ func (b *pipeBundle) levels(t *testing.T, sku string) stock.Levels {
 }
 
 // waitRows polls until every id has its row.
-func (b *pipeBundle) waitRows(t *testing.T, ids []string, timeout time.Duration) Stats {
+func (b *pipeBundle) waitRows(t *testing.T, ids []string, timeout time.Duration) orderstore.Stats {
 	t.Helper()
-	var st Stats
+	var st orderstore.Stats
 	testsvc.Poll(t, timeout, fmt.Sprintf("%d orders to have rows", len(ids)), func() bool {
 		var err error
 		st, err = b.store.Stats(context.Background(), ids)
@@ -144,7 +150,7 @@ func (b *pipeBundle) assertSettled(t *testing.T, sku string, total int64) stock.
 	if confirmed[sku] != lv.Sold {
 		t.Errorf("confirmed %s = %d, sold = %d; want equal", sku, confirmed[sku], lv.Sold)
 	}
-	rows, err := reconcile.Compare(ctx, b.gate, b.store)
+	rows, err := reconcile.Compare(ctx, b.gate, b.catalog, b.store)
 	if err != nil {
 		t.Fatalf("reconcile.Compare: %v", err)
 	}
@@ -156,10 +162,10 @@ func (b *pipeBundle) assertSettled(t *testing.T, sku string, total int64) stock.
 	return lv
 }
 
-func submitAll(t *testing.T, c *Client, os []Order, concurrency int) {
+func submitAll(t *testing.T, c *orders.Client, os []orders.Order, concurrency int) {
 	t.Helper()
 	var wg sync.WaitGroup
-	next := make(chan Order)
+	next := make(chan orders.Order)
 	var failed atomic.Int64
 	for range concurrency {
 		wg.Go(func() {
@@ -181,9 +187,9 @@ func submitAll(t *testing.T, c *Client, os []Order, concurrency int) {
 	}
 }
 
-func oneLine(id, customer, sku string, qty int64) Order {
+func oneLine(id, customer, sku string, qty int64) orders.Order {
 	now := time.Now().UTC()
-	return Order{OrderID: id, CustomerID: customer, Lines: []Line{{SKU: sku, Qty: qty}}, PlacedAt: &now}
+	return orders.Order{OrderID: id, CustomerID: customer, Lines: []orders.Line{{SKU: sku, Qty: qty}}, PlacedAt: &now}
 }
 
 // TestFlashSale is the product's promise end to end: 5,000 buyers race for
@@ -199,7 +205,7 @@ func TestFlashSale(t *testing.T) {
 	b.startWorker(t, b.handler(t, HandlerConfig{}), 32)
 
 	ids := make([]string, buyers)
-	os := make([]Order, buyers)
+	os := make([]orders.Order, buyers)
 	for i := range os {
 		ids[i] = fmt.Sprintf("fs-%d", i)
 		os[i] = oneLine(ids[i], fmt.Sprintf("c-%d", i), "HOT-1", 1)
@@ -211,8 +217,8 @@ func TestFlashSale(t *testing.T) {
 		t.Errorf("outcomes = %d confirmed, %d rejected, %d failed, %d expired; want %d, %d, 0, 0",
 			st.Confirmed, st.Rejected, st.Failed, st.Expired, units, buyers-int(units))
 	}
-	if got := st.Reasons[ReasonOutOfStock]; got != buyers-int(units) {
-		t.Errorf("rejections with reason %q = %d, want %d (all reasons: %v)", ReasonOutOfStock, got, buyers-int(units), st.Reasons)
+	if got := st.Reasons[orders.ReasonOutOfStock]; got != buyers-int(units) {
+		t.Errorf("rejections with reason %q = %d, want %d (all reasons: %v)", orders.ReasonOutOfStock, got, buyers-int(units), st.Reasons)
 	}
 	lv := b.assertSettled(t, "HOT-1", units)
 	if lv.Available != 0 || lv.Sold != units {
@@ -267,7 +273,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
-	if st.Decided != 20 || st.Confirmed != 10 || st.Reasons[ReasonOutOfStock] != 10 {
+	if st.Decided != 20 || st.Confirmed != 10 || st.Reasons[orders.ReasonOutOfStock] != 10 {
 		t.Errorf("Stats = %+v, want 20 rows: 10 confirmed, 10 out_of_stock", st)
 	}
 	lv := b.assertSettled(t, "DUP-1", 10)
@@ -285,8 +291,8 @@ func TestSubmitDuplicateRefused(t *testing.T) {
 	if _, err := b.client.Submit(context.Background(), o); err != nil {
 		t.Fatalf("first Submit = %v, want nil", err)
 	}
-	if _, err := b.client.Submit(context.Background(), o); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("second Submit = %v, want ErrDuplicate", err)
+	if _, err := b.client.Submit(context.Background(), o); !errors.Is(err, orders.ErrDuplicate) {
+		t.Fatalf("second Submit = %v, want orders.ErrDuplicate", err)
 	}
 	bad := oneLine("bad id with spaces", "c-1", "ONCE", 1)
 	if _, err := b.client.Submit(context.Background(), bad); err == nil {
@@ -313,8 +319,8 @@ func TestRetryAtEveryStep(t *testing.T) {
 				return nil
 			}})
 			b.startWorker(t, h, 4)
-			o := Order{OrderID: "rt-" + step, CustomerID: "c-1",
-				Lines: []Line{{SKU: "RT-1", Qty: 2}, {SKU: "RT-2", Qty: 3}}}
+			o := orders.Order{OrderID: "rt-" + step, CustomerID: "c-1",
+				Lines: []orders.Line{{SKU: "RT-1", Qty: 2}, {SKU: "RT-2", Qty: 3}}}
 			if _, err := b.client.Submit(context.Background(), o); err != nil {
 				t.Fatalf("Submit: %v", err)
 			}
@@ -369,8 +375,8 @@ func TestRetriesExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	if rec.Status != StatusFailed || rec.Reason != ReasonRetriesExhausted {
-		t.Errorf("row = %s/%s, want failed/%s", rec.Status, rec.Reason, ReasonRetriesExhausted)
+	if rec.Status != orders.StatusFailed || rec.Reason != orders.ReasonRetriesExhausted {
+		t.Errorf("row = %s/%s, want failed/%s", rec.Status, rec.Reason, orders.ReasonRetriesExhausted)
 	}
 	if got := reached.Load(); got != 4 {
 		t.Errorf("attempts = %d, want 4 (1 + MaxRetry 3)", got)
@@ -392,7 +398,7 @@ func TestConflictingPayload(t *testing.T) {
 	ctx := context.Background()
 	first := oneLine("cf-1", "c-1", "CF-1", 2)
 	second := oneLine("cf-1", "c-1", "CF-2", 7)
-	for _, o := range []Order{first, second} {
+	for _, o := range []orders.Order{first, second} {
 		task, err := b.client.NewTask(ctx, o)
 		if err != nil {
 			t.Fatalf("NewTask: %v", err)
@@ -405,7 +411,7 @@ func TestConflictingPayload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	if rec.Status != StatusConfirmed || len(rec.Lines) != 1 || rec.Lines[0].SKU != "CF-1" {
+	if rec.Status != orders.StatusConfirmed || len(rec.Lines) != 1 || rec.Lines[0].SKU != "CF-1" {
 		t.Errorf("row = %+v, want the first payload confirmed", rec)
 	}
 	if lv := b.assertSettled(t, "CF-1", 10); lv.Sold != 2 {
@@ -424,16 +430,16 @@ func TestRejectionReasons(t *testing.T) {
 	h := b.handler(t, HandlerConfig{RateLimit: 2, RateWindow: time.Hour})
 	ctx := context.Background()
 	cases := []struct {
-		o      Order
-		status Status
+		o      orders.Order
+		status orders.Status
 		reason string
 	}{
-		{oneLine("rr-ok", "c-1", "RR-1", 1), StatusConfirmed, ""},
-		{oneLine("rr-short", "c-2", "RR-1", 3), StatusRejected, ReasonOutOfStock},
-		{oneLine("rr-unknown", "c-3", "NEVER-STOCKED", 1), StatusRejected, ReasonUnknownSKU},
-		{oneLine("rr-limit-1", "c-9", "RR-1", 1), StatusConfirmed, ""},
-		{oneLine("rr-limit-2", "c-9", "RR-1", 1), StatusConfirmed, ""},
-		{oneLine("rr-limit-3", "c-9", "RR-1", 1), StatusRejected, ReasonRateLimited},
+		{oneLine("rr-ok", "c-1", "RR-1", 1), orders.StatusConfirmed, ""},
+		{oneLine("rr-short", "c-2", "RR-1", 3), orders.StatusRejected, orders.ReasonOutOfStock},
+		{oneLine("rr-unknown", "c-3", "NEVER-STOCKED", 1), orders.StatusRejected, orders.ReasonUnknownSKU},
+		{oneLine("rr-limit-1", "c-9", "RR-1", 1), orders.StatusConfirmed, ""},
+		{oneLine("rr-limit-2", "c-9", "RR-1", 1), orders.StatusConfirmed, ""},
+		{oneLine("rr-limit-3", "c-9", "RR-1", 1), orders.StatusRejected, orders.ReasonRateLimited},
 	}
 	for _, c := range cases {
 		task, err := b.client.NewTask(ctx, c.o)
@@ -481,7 +487,7 @@ func TestStockNotLoadedFailsClosed(t *testing.T) {
 	if !errors.Is(err, ErrStockNotLoaded) || errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("ProcessTask with the counters gone = %v, want a retryable ErrStockNotLoaded", err)
 	}
-	if _, err := b.store.Get(ctx, "lost-1"); !errors.Is(err, ErrNotFound) {
+	if _, err := b.store.Get(ctx, "lost-1"); !errors.Is(err, orders.ErrNotFound) {
 		t.Errorf("Get(lost-1) = %v, want no row while the stock is not loaded", err)
 	}
 	if n, _ := b.rdb.Exists(ctx, stock.AvailKey("LOST-1")).Result(); n != 0 {
@@ -494,7 +500,7 @@ func TestStockNotLoadedFailsClosed(t *testing.T) {
 	if err := h.ProcessTask(ctx, task); err != nil {
 		t.Fatalf("ProcessTask after the rebuild = %v, want nil", err)
 	}
-	if rec, err := b.store.Get(ctx, "lost-1"); err != nil || rec.Status != StatusConfirmed {
+	if rec, err := b.store.Get(ctx, "lost-1"); err != nil || rec.Status != orders.StatusConfirmed {
 		t.Errorf("Get(lost-1) = %+v, %v; want confirmed", rec, err)
 	}
 	if lv := b.assertSettled(t, "LOST-1", 5); lv.Sold != 2 {

@@ -1,4 +1,4 @@
-package orders
+package worker
 
 import (
 	"cmp"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,8 +15,15 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/stock"
 )
+
+// SweepGate is what the sweeper needs from the stock gate (*stock.Gate).
+type SweepGate interface {
+	orders.Holds
+	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]stock.Hold, error)
+}
 
 // Defaults for SweeperConfig.
 const (
@@ -35,10 +43,6 @@ type SweeperConfig struct {
 	Logger  *slog.Logger
 }
 
-// ReasonTaskArchived is recorded for an order whose task Asynq archived
-// before any attempt could decide it.
-const ReasonTaskArchived = "task_archived"
-
 // archivedPerSweep bounds the archived tasks one sweep reads.
 const archivedPerSweep = 1000
 
@@ -48,8 +52,9 @@ const archivedPerSweep = 1000
 // idempotent and the row is the arbiter, so any number of sweepers may run
 // at once, beside any number of handlers.
 type Sweeper struct {
-	gate  *stock.Gate
-	store *Store
+	gate  SweepGate
+	store Store
+	flow  orders.Flow
 	cfg   SweeperConfig
 	log   *slog.Logger
 	tr    trace.Tracer
@@ -57,7 +62,7 @@ type Sweeper struct {
 }
 
 // NewSweeper returns a Sweeper.
-func NewSweeper(gate *stock.Gate, store *Store, cfg SweeperConfig) (*Sweeper, error) {
+func NewSweeper(gate SweepGate, store Store, cfg SweeperConfig) (*Sweeper, error) {
 	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
 	cfg.Batch = cmp.Or(cfg.Batch, DefaultSweepBatch)
 	if cfg.Now == nil {
@@ -68,8 +73,8 @@ func NewSweeper(gate *stock.Gate, store *Store, cfg SweeperConfig) (*Sweeper, er
 	if err != nil {
 		return nil, err
 	}
-	return &Sweeper{gate: gate, store: store, cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()),
-		tr: otel.Tracer(instrumentation), swept: swept}, nil
+	return &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: store, Holds: gate}, cfg: cfg,
+		log: cmp.Or(cfg.Logger, slog.Default()), tr: otel.Tracer(instrumentation), swept: swept}, nil
 }
 
 // SweepResult counts what one sweep did.
@@ -110,20 +115,20 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 		return res, err
 	}
 	byOrder := map[string][]string{}
-	var order []string
+	var ids []string
 	for _, h := range holds {
 		if _, ok := byOrder[h.OrderID]; !ok {
-			order = append(order, h.OrderID)
+			ids = append(ids, h.OrderID)
 		}
 		byOrder[h.OrderID] = append(byOrder[h.OrderID], h.SKU)
 	}
 	var errs []error
-	for _, id := range order {
+	for _, id := range ids {
 		if err := s.settle(ctx, id, byOrder[id], &res); err != nil {
 			errs = append(errs, fmt.Errorf("settle %s: %w", id, err))
 		}
 	}
-	res.Orders = len(order)
+	res.Orders = len(ids)
 	if s.cfg.Archive != nil {
 		if err := s.sweepArchived(ctx, &res); err != nil {
 			errs = append(errs, err)
@@ -134,15 +139,44 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 	return res, errors.Join(errs...)
 }
 
-// sweepArchived records failed, after releasing its holds, every order
-// whose task sits archived with no row: a worker that died on the task's
-// last attempt (or kept losing its lease) never got to. Archived tasks with
-// no usable order id were archived on purpose and are left alone, as are
-// the tasks themselves: operators still see them in /monitoring/.
+// settle records expired for an order whose holds on skus passed their
+// deadline, unless a row stands, and the holds follow the row that stands:
+// a slow handler that inserted confirmed first gets its holds committed.
+func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res *SweepResult) error {
+	_, inserted, settled, err := s.flow.Conclude(ctx, orders.Record{
+		OrderID: orderID, Status: orders.StatusExpired, Reason: orders.ReasonHoldExpired,
+		Detail: "hold passed its deadline before the order was decided",
+	}, skus)
+	if inserted {
+		res.Expired++
+	}
+	// Count the expired holds by what became of them.
+	committed, released := countIn(skus, settled.Committed), countIn(skus, settled.Released)
+	if released > 0 {
+		s.swept.Add(ctx, int64(released), metric.WithAttributes(attribute.String("action", "released")))
+	}
+	if err != nil {
+		return err
+	}
+	if settled.Committed != nil {
+		res.Committed++
+		s.swept.Add(ctx, int64(committed), metric.WithAttributes(attribute.String("action", "committed")))
+	} else {
+		res.Released++
+	}
+	return nil
+}
+
+// sweepArchived records failed every order whose task sits archived with no
+// row (a worker that died on the task's last attempt, or kept losing its
+// lease, never got to), and its holds follow the row that stands. Archived
+// tasks with no usable order id were archived on purpose and are left
+// alone, as are the tasks themselves: operators still see them in
+// /monitoring/.
 func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
 	var errs []error
 	for page := 1; page <= archivedPerSweep/100; page++ {
-		tasks, err := s.cfg.Archive.ListArchivedTasks(Queue, asynq.Page(page), asynq.PageSize(100))
+		tasks, err := s.cfg.Archive.ListArchivedTasks(orders.Queue, asynq.Page(page), asynq.PageSize(100))
 		if err != nil {
 			if errors.Is(err, asynq.ErrQueueNotFound) {
 				return nil
@@ -150,45 +184,27 @@ func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
 			return fmt.Errorf("list archived tasks: %w", err)
 		}
 		for _, ti := range tasks {
-			if ti.Type != TaskType {
+			if ti.Type != orders.TaskType {
 				continue
 			}
-			o, err := Decode(ti.Payload)
+			o, err := orders.Decode(ti.Payload)
 			if err != nil {
 				continue // invalid input: archived with its reason, never accepted
 			}
 			if _, err := s.store.Get(ctx, o.OrderID); err == nil {
 				continue
-			} else if !errors.Is(err, ErrNotFound) {
+			} else if !errors.Is(err, orders.ErrNotFound) {
 				errs = append(errs, err)
 				continue
 			}
-			// The row first, then the holds follow it: a handler still
-			// running on a lost lease may confirm in between, and its
-			// holds must then be committed, not released.
-			row, inserted, err := s.store.Decide(ctx, Record{
-				OrderID: o.OrderID, CustomerID: o.CustomerID, Status: StatusFailed, Reason: ReasonTaskArchived,
+			// A handler still running on a lost lease may confirm in
+			// between; the row decides and its holds then follow it.
+			_, inserted, _, err := s.flow.Conclude(ctx, orders.Record{
+				OrderID: o.OrderID, CustomerID: o.CustomerID, Status: orders.StatusFailed, Reason: orders.ReasonTaskArchived,
 				Detail: truncate(ti.LastErr, 200), PlacedAt: o.PlacedAt, PayloadHash: o.Hash(), Lines: o.Lines,
-			})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			}, o.SKUs())
 			if inserted {
 				res.Archived++
-			}
-			// A confirmed row commits its own lines; holds this payload
-			// took on SKUs the row does not list were dropped with it.
-			rowSKUs, extra := splitByRow(row, o.SKUs())
-			if row.Status == StatusConfirmed {
-				if len(extra) > 0 {
-					_, err = s.gate.Release(ctx, o.OrderID, extra)
-				}
-				if err == nil {
-					_, err = s.gate.Commit(ctx, o.OrderID, rowSKUs)
-				}
-			} else {
-				_, err = s.gate.Release(ctx, o.OrderID, append(rowSKUs, extra...))
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -201,46 +217,13 @@ func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
 	return errors.Join(errs...)
 }
 
-func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res *SweepResult) error {
-	row, err := s.store.Get(ctx, orderID)
-	if errors.Is(err, ErrNotFound) {
-		// The row decides, not the hold: if a slow handler inserts confirmed
-		// first, Decide returns that row and the hold is committed below.
-		var inserted bool
-		row, inserted, err = s.store.Decide(ctx, Record{
-			OrderID: orderID, Status: StatusExpired, Reason: ReasonHoldExpired,
-			Detail: "hold passed its deadline before the order was decided",
-		})
-		if inserted {
-			res.Expired++
+// countIn counts the elements of skus that are in set.
+func countIn(skus, set []string) int {
+	n := 0
+	for _, s := range skus {
+		if slices.Contains(set, s) {
+			n++
 		}
 	}
-	if err != nil {
-		return err
-	}
-	if row.Status == StatusConfirmed {
-		// Commit the row's own lines (idempotent for those already
-		// committed). An expired hold on a SKU the row does not list was
-		// taken by another payload with this id, which the row dropped: its
-		// units were never sold, so they go back.
-		rowSKUs, extra := splitByRow(row, skus)
-		if len(extra) > 0 {
-			if _, err := s.gate.Release(ctx, orderID, extra); err != nil {
-				return err
-			}
-			s.swept.Add(ctx, int64(len(extra)), metric.WithAttributes(attribute.String("action", "released")))
-		}
-		if _, err := s.gate.Commit(ctx, orderID, rowSKUs); err != nil {
-			return err
-		}
-		res.Committed++
-		s.swept.Add(ctx, int64(len(skus)-len(extra)), metric.WithAttributes(attribute.String("action", "committed")))
-		return nil
-	}
-	if _, err := s.gate.Release(ctx, orderID, skus); err != nil {
-		return err
-	}
-	res.Released++
-	s.swept.Add(ctx, int64(len(skus)), metric.WithAttributes(attribute.String("action", "released")))
-	return nil
+	return n
 }

@@ -1,4 +1,4 @@
-package orders
+package orderstore
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/testsvc/testdb"
 )
 
 // storeBundle is what a store test works with.
@@ -21,12 +23,12 @@ type storeBundle struct {
 
 func setupStore(t *testing.T) (*storeBundle, context.Context) {
 	t.Helper()
-	pool := testPool(t)
-	return &storeBundle{store: NewStore(pool), pool: pool}, context.Background()
+	pool := testdb.New(t)
+	return &storeBundle{store: New(pool), pool: pool}, context.Background()
 }
 
 // decide calls Decide and fails the test on error.
-func (b *storeBundle) decide(t *testing.T, rec Record) (Record, bool) {
+func (b *storeBundle) decide(t *testing.T, rec orders.Record) (orders.Record, bool) {
 	t.Helper()
 	got, inserted, err := b.store.Decide(context.Background(), rec)
 	if err != nil {
@@ -49,9 +51,9 @@ func TestStoreDecideFirstWriteWins(t *testing.T) {
 	b, ctx := setupStore(t)
 
 	placed := pgTime("2026-11-26T10:00:00.123456Z")
-	first := Record{
-		OrderID: "o-1", CustomerID: "c-1", Status: StatusConfirmed, PlacedAt: &placed,
-		PayloadHash: "hash-1", Lines: []Line{{"B", 2}, {"A", 1}},
+	first := orders.Record{
+		OrderID: "o-1", CustomerID: "c-1", Status: orders.StatusConfirmed, PlacedAt: &placed,
+		PayloadHash: "hash-1", Lines: []orders.Line{{SKU: "B", Qty: 2}, {SKU: "A", Qty: 1}},
 	}
 	before := time.Now()
 	got, inserted := b.decide(t, first)
@@ -65,16 +67,16 @@ func TestStoreDecideFirstWriteWins(t *testing.T) {
 	}
 	want := first
 	want.DecidedAt = got.DecidedAt
-	want.Lines = []Line{{"A", 1}, {"B", 2}} // sorted by SKU
+	want.Lines = []orders.Line{{SKU: "A", Qty: 1}, {SKU: "B", Qty: 2}} // sorted by SKU
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Decide(o-1) standing row mismatch (-want +got):\n%s", diff)
 	}
 
 	// A later, different terminal write for the same order changes nothing
 	// and gets the first row back.
-	second := Record{
-		OrderID: "o-1", Status: StatusExpired, Reason: "hold_expired", Detail: "late",
-		DecidedAt: pgTime("2030-01-01T00:00:00Z"), Lines: []Line{{"C", 9}},
+	second := orders.Record{
+		OrderID: "o-1", Status: orders.StatusExpired, Reason: "hold_expired", Detail: "late",
+		DecidedAt: pgTime("2030-01-01T00:00:00Z"), Lines: []orders.Line{{SKU: "C", Qty: 9}},
 	}
 	again, inserted := b.decide(t, second)
 	if inserted {
@@ -104,9 +106,9 @@ func TestStoreDecideConcurrent(t *testing.T) {
 	b, ctx := setupStore(t)
 
 	const writers = 20
-	statuses := []Status{StatusConfirmed, StatusRejected, StatusFailed, StatusExpired}
+	statuses := []orders.Status{orders.StatusConfirmed, orders.StatusRejected, orders.StatusFailed, orders.StatusExpired}
 	type result struct {
-		rec      Record
+		rec      orders.Record
 		inserted bool
 		err      error
 	}
@@ -115,10 +117,10 @@ func TestStoreDecideConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Go(func() {
-			rec := Record{
+			rec := orders.Record{
 				OrderID: "o-race", CustomerID: fmt.Sprintf("c-%d", i), Status: statuses[i%len(statuses)],
 				Reason: fmt.Sprintf("writer-%d", i), PayloadHash: fmt.Sprintf("h-%d", i),
-				Lines: []Line{{SKU: fmt.Sprintf("SKU-%d", i), Qty: int64(i + 1)}},
+				Lines: []orders.Line{{SKU: fmt.Sprintf("SKU-%d", i), Qty: int64(i + 1)}},
 			}
 			<-start
 			got, inserted, err := b.store.Decide(ctx, rec)
@@ -167,31 +169,31 @@ func TestStoreRoundTrip(t *testing.T) {
 
 	tests := []struct {
 		name string
-		rec  Record
-		want Record
+		rec  orders.Record
+		want orders.Record
 	}{
 		{
 			name: "sweeper row known only by id",
-			rec:  Record{OrderID: "o-expired", Status: StatusExpired, Reason: "hold_expired", DecidedAt: pgTime("2026-11-26T10:05:00Z")},
-			want: Record{OrderID: "o-expired", Status: StatusExpired, Reason: "hold_expired", DecidedAt: pgTime("2026-11-26T10:05:00Z")},
+			rec:  orders.Record{OrderID: "o-expired", Status: orders.StatusExpired, Reason: "hold_expired", DecidedAt: pgTime("2026-11-26T10:05:00Z")},
+			want: orders.Record{OrderID: "o-expired", Status: orders.StatusExpired, Reason: "hold_expired", DecidedAt: pgTime("2026-11-26T10:05:00Z")},
 		},
 		{
 			name: "duplicate SKUs merged and sorted",
-			rec: Record{
-				OrderID: "o-merged", CustomerID: "c-1", Status: StatusRejected, Reason: "out_of_stock", Detail: "A has 0 available",
+			rec: orders.Record{
+				OrderID: "o-merged", CustomerID: "c-1", Status: orders.StatusRejected, Reason: "out_of_stock", Detail: "A has 0 available",
 				DecidedAt: pgTime("2026-11-26T10:00:01.000001Z"), PayloadHash: "h",
-				Lines: []Line{{"Z", 1}, {"A", 2}, {"Z", 3}},
+				Lines: []orders.Line{{SKU: "Z", Qty: 1}, {SKU: "A", Qty: 2}, {SKU: "Z", Qty: 3}},
 			},
-			want: Record{
-				OrderID: "o-merged", CustomerID: "c-1", Status: StatusRejected, Reason: "out_of_stock", Detail: "A has 0 available",
+			want: orders.Record{
+				OrderID: "o-merged", CustomerID: "c-1", Status: orders.StatusRejected, Reason: "out_of_stock", Detail: "A has 0 available",
 				DecidedAt: pgTime("2026-11-26T10:00:01.000001Z"), PayloadHash: "h",
-				Lines: []Line{{"A", 2}, {"Z", 4}},
+				Lines: []orders.Line{{SKU: "A", Qty: 2}, {SKU: "Z", Qty: 4}},
 			},
 		},
 		{
 			name: "invalid reason of a hostile payload",
-			rec:  Record{OrderID: "o-invalid", Status: StatusRejected, Reason: `invalid: lines[0].sku must be characters of A-Z a-z 0-9 _ . -, got "{x}"`, DecidedAt: pgTime("2026-11-26T10:00:00Z")},
-			want: Record{OrderID: "o-invalid", Status: StatusRejected, Reason: `invalid: lines[0].sku must be characters of A-Z a-z 0-9 _ . -, got "{x}"`, DecidedAt: pgTime("2026-11-26T10:00:00Z")},
+			rec:  orders.Record{OrderID: "o-invalid", Status: orders.StatusRejected, Reason: `invalid: lines[0].sku must be characters of A-Z a-z 0-9 _ . -, got "{x}"`, DecidedAt: pgTime("2026-11-26T10:00:00Z")},
+			want: orders.Record{OrderID: "o-invalid", Status: orders.StatusRejected, Reason: `invalid: lines[0].sku must be characters of A-Z a-z 0-9 _ . -, got "{x}"`, DecidedAt: pgTime("2026-11-26T10:00:00Z")},
 		},
 	}
 	for _, tt := range tests {
@@ -219,8 +221,8 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Errorf("customer_id of a row without customer is not NULL, want NULL")
 	}
 
-	if _, err := b.store.Get(ctx, "o-missing"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(o-missing) = %v, want ErrNotFound", err)
+	if _, err := b.store.Get(ctx, "o-missing"); !errors.Is(err, orders.ErrNotFound) {
+		t.Errorf("Get(o-missing) = %v, want orders.ErrNotFound", err)
 	}
 }
 
@@ -230,11 +232,11 @@ func TestStoreDecideRefusesAtomically(t *testing.T) {
 	t.Parallel()
 	b, ctx := setupStore(t)
 
-	bad := []Record{
+	bad := []orders.Record{
 		{OrderID: "o-1", Status: "shipped"},
-		{OrderID: "o-1", Status: StatusConfirmed, Lines: []Line{{"A", 1}, {"B", 0}}},
-		{OrderID: "o-1", Status: StatusConfirmed, Lines: []Line{{"A", 10001}}},
-		{OrderID: "", Status: StatusRejected},
+		{OrderID: "o-1", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "A", Qty: 1}, {SKU: "B", Qty: 0}}},
+		{OrderID: "o-1", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "A", Qty: 10001}}},
+		{OrderID: "", Status: orders.StatusRejected},
 	}
 	for _, rec := range bad {
 		if _, _, err := b.store.Decide(ctx, rec); err == nil {
@@ -258,13 +260,13 @@ func TestStoreConfirmedBySKU(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Fatalf("ConfirmedBySKU() on no orders = %v, %v; want empty, nil", got, err)
 	}
-	for _, rec := range []Record{
-		{OrderID: "o-1", Status: StatusConfirmed, Lines: []Line{{"A", 2}, {"B", 1}}},
-		{OrderID: "o-2", Status: StatusConfirmed, Lines: []Line{{"A", 5}}},
-		{OrderID: "o-3", Status: StatusRejected, Reason: "out_of_stock", Lines: []Line{{"A", 100}, {"C", 1}}},
-		{OrderID: "o-4", Status: StatusFailed, Reason: "retries_exhausted", Lines: []Line{{"B", 7}}},
-		{OrderID: "o-5", Status: StatusExpired, Reason: "hold_expired"},
-		{OrderID: "o-6", Status: StatusConfirmed, Lines: []Line{{"C", 10000}}},
+	for _, rec := range []orders.Record{
+		{OrderID: "o-1", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 1}}},
+		{OrderID: "o-2", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "A", Qty: 5}}},
+		{OrderID: "o-3", Status: orders.StatusRejected, Reason: "out_of_stock", Lines: []orders.Line{{SKU: "A", Qty: 100}, {SKU: "C", Qty: 1}}},
+		{OrderID: "o-4", Status: orders.StatusFailed, Reason: "retries_exhausted", Lines: []orders.Line{{SKU: "B", Qty: 7}}},
+		{OrderID: "o-5", Status: orders.StatusExpired, Reason: "hold_expired"},
+		{OrderID: "o-6", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "C", Qty: 10000}}},
 	} {
 		b.decide(t, rec)
 	}
@@ -290,23 +292,23 @@ func TestStoreStats(t *testing.T) {
 		i := (k*37)%100 + 1 // a permutation of 1..100
 		id := fmt.Sprintf("o-%03d", i)
 		ids = append(ids, id)
-		rec := Record{OrderID: id, CustomerID: "c", PlacedAt: &placed, DecidedAt: placed.Add(time.Duration(i) * time.Millisecond)}
+		rec := orders.Record{OrderID: id, CustomerID: "c", PlacedAt: &placed, DecidedAt: placed.Add(time.Duration(i) * time.Millisecond)}
 		switch {
 		case i <= 10:
-			rec.Status = StatusConfirmed
+			rec.Status = orders.StatusConfirmed
 		case i <= 90:
-			rec.Status, rec.Reason = StatusRejected, "out_of_stock"
+			rec.Status, rec.Reason = orders.StatusRejected, "out_of_stock"
 		case i <= 95:
-			rec.Status, rec.Reason = StatusRejected, "rate_limited"
+			rec.Status, rec.Reason = orders.StatusRejected, "rate_limited"
 		case i <= 98:
-			rec.Status, rec.Reason = StatusFailed, "retries_exhausted"
+			rec.Status, rec.Reason = orders.StatusFailed, "retries_exhausted"
 		default:
-			rec.Status, rec.Reason = StatusExpired, "hold_expired"
+			rec.Status, rec.Reason = orders.StatusExpired, "hold_expired"
 		}
 		b.decide(t, rec)
 	}
 	// Rows outside the asked ids must not count, nor ids without rows.
-	b.decide(t, Record{OrderID: "other", Status: StatusConfirmed, PlacedAt: &placed, DecidedAt: placed.Add(time.Hour)})
+	b.decide(t, orders.Record{OrderID: "other", Status: orders.StatusConfirmed, PlacedAt: &placed, DecidedAt: placed.Add(time.Hour)})
 	ids = append(ids, "never-decided")
 
 	got, err := b.store.Stats(ctx, ids)
@@ -323,7 +325,7 @@ func TestStoreStats(t *testing.T) {
 	}
 
 	// A row without placed_at counts as decided, but has no latency.
-	b.decide(t, Record{OrderID: "no-placed", Status: StatusExpired, Reason: "hold_expired"})
+	b.decide(t, orders.Record{OrderID: "no-placed", Status: orders.StatusExpired, Reason: "hold_expired"})
 	got, err = b.store.Stats(ctx, []string{"no-placed"})
 	if err != nil {
 		t.Fatalf("Stats(no-placed) = %v, want nil", err)
@@ -342,50 +344,21 @@ func TestStoreStats(t *testing.T) {
 	}
 }
 
-func TestStoreProducts(t *testing.T) {
-	t.Parallel()
-	b, ctx := setupStore(t)
-
-	for _, s := range []struct {
-		sku     string
-		stocked int64
-	}{{"A", 100}, {"B", 5}, {"A", 150}, {"C", 0}} {
-		if err := b.store.RecordStock(ctx, s.sku, s.stocked); err != nil {
-			t.Fatalf("RecordStock(%s, %d) = %v, want nil", s.sku, s.stocked, err)
-		}
-	}
-	for _, s := range []struct {
-		sku     string
-		stocked int64
-	}{{"{A}", 1}, {"", 1}, {"A", -1}} {
-		if err := b.store.RecordStock(ctx, s.sku, s.stocked); err == nil {
-			t.Errorf("RecordStock(%q, %d) = nil, want an error", s.sku, s.stocked)
-		}
-	}
-	got, err := b.store.Products(ctx)
-	if err != nil {
-		t.Fatalf("Products() = %v, want nil", err)
-	}
-	if diff := cmp.Diff(map[string]int64{"A": 150, "B": 5, "C": 0}, got); diff != "" {
-		t.Errorf("Products() mismatch (-want +got):\n%s", diff)
-	}
-}
-
 func BenchmarkStoreDecide(b *testing.B) {
 	if testing.Short() {
 		b.Skip("benchmark")
 	}
-	pool := testPool(b)
-	s := NewStore(pool)
+	pool := testdb.New(b)
+	s := New(pool)
 	ctx := context.Background()
 	placed := time.Now()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		_, inserted, err := s.Decide(ctx, Record{
-			OrderID: fmt.Sprintf("bench-%d", i), CustomerID: "c", Status: StatusConfirmed,
-			PlacedAt: &placed, PayloadHash: "h", Lines: []Line{{"SKU-1", 1}},
+		_, inserted, err := s.Decide(ctx, orders.Record{
+			OrderID: fmt.Sprintf("bench-%d", i), CustomerID: "c", Status: orders.StatusConfirmed,
+			PlacedAt: &placed, PayloadHash: "h", Lines: []orders.Line{{SKU: "SKU-1", Qty: 1}},
 		})
 		if err != nil || !inserted {
 			b.Fatalf("Decide = %v, %v", inserted, err)

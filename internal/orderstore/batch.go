@@ -1,4 +1,4 @@
-package orders
+package orderstore
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stockgate/stockgate/internal/orders"
 )
 
 // decideManySQL is decideSQL for many records: one statement, one commit.
@@ -34,7 +36,7 @@ SELECT * FROM o`
 // decideMany runs a batch of Decide calls. The first record for an id is
 // the one offered; a later one for the same id in the batch finds the row
 // that stands, as it would have one statement later.
-func (s *Store) decideMany(ctx context.Context, recs []Record) []decided {
+func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided {
 	out := make([]decided, len(recs))
 	if len(recs) == 1 {
 		out[0].stands, out[0].inserted, out[0].err = s.decideOne(ctx, recs[0])
@@ -42,15 +44,14 @@ func (s *Store) decideMany(ctx context.Context, recs []Record) []decided {
 	}
 	first := map[string]int{}
 	var order []int
-	lines := make([][]Line, len(recs))
+	lines := make([][]orders.Line, len(recs))
 	for i, r := range recs {
 		if _, dup := first[r.OrderID]; dup {
 			continue
 		}
 		first[r.OrderID] = i
 		order = append(order, i)
-		lines[i] = normalizeLines(r.Lines)
-		slices.SortFunc(lines[i], func(a, b Line) int { return strings.Compare(a.SKU, b.SKU) })
+		lines[i] = sortedLines(r.Lines)
 	}
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(recs[a].OrderID, recs[b].OrderID) })
 
@@ -71,7 +72,7 @@ func (s *Store) decideMany(ctx context.Context, recs []Record) []decided {
 		}
 	}
 
-	inserted := map[string]Record{}
+	inserted := map[string]orders.Record{}
 	rows, err := s.pool.Query(ctx, decideManySQL, ids, customers, statuses, reasons, details, placed, decidedAt, hashes,
 		lineIDs, lineSKUs, lineQtys)
 	if err == nil {
@@ -129,7 +130,7 @@ func (s *Store) getMany(ctx context.Context, ids []string) []got {
 		out[0].rec, out[0].err = s.getOne(ctx, ids[0])
 		return out
 	}
-	found := map[string]Record{}
+	found := map[string]orders.Record{}
 	rows, err := s.pool.Query(ctx, getManySQL, ids)
 	if err == nil {
 		found, err = collectRecords(rows)
@@ -139,7 +140,7 @@ func (s *Store) getMany(ctx context.Context, ids []string) []got {
 		case err != nil:
 			out[i].err = fmt.Errorf("get order %s: %w", id, err)
 		case !ok:
-			out[i].err = ErrNotFound
+			out[i].err = orders.ErrNotFound
 		default:
 			out[i].rec = rec
 		}
@@ -147,9 +148,9 @@ func (s *Store) getMany(ctx context.Context, ids []string) []got {
 	return out
 }
 
-func collectRecords(rows pgx.Rows) (map[string]Record, error) {
+func collectRecords(rows pgx.Rows) (map[string]orders.Record, error) {
 	defer rows.Close()
-	found := map[string]Record{}
+	found := map[string]orders.Record{}
 	for rows.Next() {
 		var skus []string
 		var qtys []int64
@@ -158,7 +159,7 @@ func collectRecords(rows pgx.Rows) (map[string]Record, error) {
 			return nil, err
 		}
 		for i := range skus {
-			rec.Lines = append(rec.Lines, Line{SKU: skus[i], Qty: qtys[i]})
+			rec.Lines = append(rec.Lines, orders.Line{SKU: skus[i], Qty: qtys[i]})
 		}
 		found[rec.OrderID] = rec
 	}

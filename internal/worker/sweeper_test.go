@@ -1,4 +1,4 @@
-package orders
+package worker
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -40,8 +41,8 @@ func TestSweeper(t *testing.T) {
 	if _, err := b.gate.Reserve(ctx, "sw-done", []stock.Line{{SKU: "SW-1", Qty: 2}}, past); err != nil {
 		t.Fatalf("Reserve(sw-done): %v", err)
 	}
-	if _, _, err := b.store.Decide(ctx, Record{OrderID: "sw-done", CustomerID: "c-1", Status: StatusConfirmed,
-		Lines: []Line{{SKU: "SW-1", Qty: 2}}}); err != nil {
+	if _, _, err := b.store.Decide(ctx, orders.Record{OrderID: "sw-done", CustomerID: "c-1", Status: orders.StatusConfirmed,
+		Lines: []orders.Line{{SKU: "SW-1", Qty: 2}}}); err != nil {
 		t.Fatalf("Decide(sw-done): %v", err)
 	}
 	// A live order: its deadline is in the future, so it is left alone.
@@ -70,8 +71,8 @@ func TestSweeper(t *testing.T) {
 	}
 
 	lost, err := b.store.Get(ctx, "sw-lost")
-	if err != nil || lost.Status != StatusExpired || lost.Reason != ReasonHoldExpired {
-		t.Errorf("Get(sw-lost) = %+v, %v; want expired/%s", lost, err, ReasonHoldExpired)
+	if err != nil || lost.Status != orders.StatusExpired || lost.Reason != orders.ReasonHoldExpired {
+		t.Errorf("Get(sw-lost) = %+v, %v; want expired/%s", lost, err, orders.ReasonHoldExpired)
 	}
 	lv := b.levels(t, "SW-1")
 	want := stock.Levels{SKU: "SW-1", Available: 7, Held: 1, Sold: 2, Stocked: true}
@@ -175,14 +176,14 @@ func TestSweeperArchivedTasks(t *testing.T) {
 	if _, err := b.gate.Reserve(ctx, o.OrderID, o.StockLines(), time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("Reserve: %v", err)
 	}
-	if err := b.insp.ArchiveTask(Queue, info.ID); err != nil {
+	if err := b.insp.ArchiveTask(orders.Queue, info.ID); err != nil {
 		t.Fatalf("ArchiveTask: %v", err)
 	}
-	junk := asynq.NewTask(TaskType, []byte(`{"no":"id"}`), asynq.Queue(Queue), asynq.TaskID("junk-1"))
+	junk := asynq.NewTask(orders.TaskType, []byte(`{"no":"id"}`), asynq.Queue(orders.Queue), asynq.TaskID("junk-1"))
 	if _, err := b.ac.Enqueue(junk); err != nil {
 		t.Fatalf("Enqueue: %v", err)
 	}
-	if err := b.insp.ArchiveTask(Queue, "junk-1"); err != nil {
+	if err := b.insp.ArchiveTask(orders.Queue, "junk-1"); err != nil {
 		t.Fatalf("ArchiveTask(junk): %v", err)
 	}
 
@@ -200,13 +201,13 @@ func TestSweeperArchivedTasks(t *testing.T) {
 		}
 	}
 	rec, err := b.store.Get(ctx, o.OrderID)
-	if err != nil || rec.Status != StatusFailed || rec.Reason != ReasonTaskArchived || len(rec.Lines) != 1 {
-		t.Errorf("Get(%s) = %+v, %v; want failed/%s with its line", o.OrderID, rec, err, ReasonTaskArchived)
+	if err != nil || rec.Status != orders.StatusFailed || rec.Reason != orders.ReasonTaskArchived || len(rec.Lines) != 1 {
+		t.Errorf("Get(%s) = %+v, %v; want failed/%s with its line", o.OrderID, rec, err, orders.ReasonTaskArchived)
 	}
 	if lv := b.assertSettled(t, "AR-1", 10); lv.Available != 10 {
 		t.Errorf("AR-1 = %+v, want the 3 held units back", lv)
 	}
-	if qi, err := b.insp.GetQueueInfo(Queue); err != nil || qi.Archived != 2 {
+	if qi, err := b.insp.GetQueueInfo(orders.Queue); err != nil || qi.Archived != 2 {
 		t.Errorf("archived tasks = %v, %v; want both left for operators to see", qi, err)
 	}
 }

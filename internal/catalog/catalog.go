@@ -1,0 +1,97 @@
+// Package catalog is the stock ledger: the Postgres catalogue of SKUs with
+// each one's stocked total (products), the history of every stock movement
+// (stock_movements), and the operations that move stock in Redis and record
+// the movement here together: set, add, and the rebuild of counters Redis
+// lost.
+//
+// It must not touch order rows (internal/orderstore) and changes Redis only
+// through the stock gate (internal/stock).
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stockgate/stockgate/internal/stock"
+)
+
+// Catalog is the Postgres side of the ledger. It is safe for concurrent use.
+type Catalog struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Catalog over pool. The schema comes from the migrations
+// package.
+func New(pool *pgxpool.Pool) *Catalog { return &Catalog{pool: pool} }
+
+// Movement is one stock change.
+type Movement struct {
+	SKU     string
+	Op      string // set, add, rebuild, or record
+	Qty     int64  // the quantity the operator gave (see stock_movements)
+	Stocked int64  // the SKU's stocked total afterwards
+}
+
+// RecordStock sets sku's stocked total in the catalogue: the units ever
+// made available and not taken back. It is Record with op record.
+func (c *Catalog) RecordStock(ctx context.Context, sku string, stocked int64) error {
+	return c.Record(ctx, Movement{SKU: sku, Op: "record", Qty: stocked, Stocked: stocked})
+}
+
+// Record appends m to stock_movements and sets the SKU's stocked total in
+// products, in one statement, so that reconcile can check Redis against the
+// catalogue and rebuild can restore Redis from it.
+func (c *Catalog) Record(ctx context.Context, m Movement) error {
+	if err := stock.CheckSKU(m.SKU); err != nil {
+		return fmt.Errorf("record stock: %w", err)
+	}
+	if m.Stocked < 0 || m.Qty < 0 {
+		return fmt.Errorf("record stock %s: stocked %d and qty %d must be >= 0", m.SKU, m.Stocked, m.Qty)
+	}
+	_, err := c.pool.Exec(ctx, `
+		WITH m AS (
+			INSERT INTO stock_movements (sku, op, qty, stocked) VALUES ($1, $2, $3, $4)
+		)
+		INSERT INTO products (sku, stocked, updated_at) VALUES ($1, $4, now())
+		ON CONFLICT (sku) DO UPDATE SET stocked = excluded.stocked, updated_at = excluded.updated_at`,
+		m.SKU, m.Op, m.Qty, m.Stocked)
+	if err != nil {
+		return fmt.Errorf("record stock %s: %w", m.SKU, err)
+	}
+	return nil
+}
+
+// Catalogued reports whether sku has ever been stocked. The worker asks when
+// Redis has no counters for a SKU: a catalogued SKU means Redis lost its
+// data, not that the storefront sent a bad SKU.
+func (c *Catalog) Catalogued(ctx context.Context, sku string) (bool, error) {
+	var ok bool
+	if err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM products WHERE sku = $1)`, sku).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up product %s: %w", sku, err)
+	}
+	return ok, nil
+}
+
+// Products returns every catalogued SKU's stocked total.
+func (c *Catalog) Products(ctx context.Context) (map[string]int64, error) {
+	rows, err := c.pool.Query(ctx, `SELECT sku, stocked FROM products`)
+	if err != nil {
+		return nil, fmt.Errorf("products: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sku string
+		var stocked int64
+		if err := rows.Scan(&sku, &stocked); err != nil {
+			return nil, fmt.Errorf("products: %w", err)
+		}
+		out[sku] = stocked
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("products: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,220 @@
+// Package orderstore is the Postgres store of order rows: every order's one
+// terminal row (orders) and its lines (order_lines), and what is read back
+// from them (standing rows, confirmed quantities per SKU, flash-sale
+// statistics). The row is the arbiter of an order's fate: Decide inserts
+// only if absent, so the first terminal write wins.
+//
+// It must not touch Redis or the stock gate, and must not change the
+// schema (the migrations package does). The catalogue and the stock ledger
+// (products, stock_movements) belong to internal/catalog.
+package orderstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stockgate/stockgate/internal/batch"
+	"github.com/stockgate/stockgate/internal/orders"
+)
+
+// Store is the order store over a pgx pool. It is safe for concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	decides *batch.Batcher[orders.Record, decided]
+	gets    *batch.Batcher[string, got]
+}
+
+type decided struct {
+	stands   orders.Record
+	inserted bool
+	err      error
+}
+
+type got struct {
+	rec orders.Record
+	err error
+}
+
+// batchConfig bounds the store's batches: one batch is one statement and,
+// for Decide, one commit.
+var batchConfig = batch.Config{MaxBatch: 128, MaxInflight: 4, Timeout: 10 * time.Second}
+
+// WriteFence is how long after an attempt's start its confirmed row can
+// still land, for an attempt bounded by handlerTimeout: its deadline, plus
+// the longest a Decide batch taken before that deadline may still run, plus
+// a margin for the clocks of the worker and stockctl. The rebuild after a
+// Redis data loss waits this long before it reads sold from Postgres
+// (docs/design.md, "The fence").
+func WriteFence(handlerTimeout time.Duration) time.Duration {
+	return handlerTimeout + batchConfig.Timeout + fenceMargin
+}
+
+const fenceMargin = 5 * time.Second
+
+// New returns a Store over pool. The schema comes from the migrations
+// package.
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.decides = batch.New(batchConfig, s.decideMany)
+	s.gets = batch.New(batchConfig, s.getMany)
+	return s
+}
+
+const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash`
+
+// decideSQL inserts the row and its lines in one statement, so it is
+// atomic without a transaction and costs one round trip on the hot path.
+// The lines' foreign key is checked at the end of the statement, after the
+// orders row exists. On conflict the CTE inserts nothing and returns no row.
+const decideSQL = `
+WITH o AS (
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
+	VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, coalesce($7, now()), $8)
+	ON CONFLICT (order_id) DO NOTHING
+	RETURNING ` + recordColumns + `
+), l AS (
+	INSERT INTO order_lines (order_id, sku, qty)
+	SELECT o.order_id, u.sku, u.qty FROM o, unnest($9::text[], $10::bigint[]) AS u (sku, qty)
+)
+SELECT * FROM o`
+
+// Decide records rec, with its lines, only if no row exists for rec.OrderID:
+// the first terminal write wins. It returns the row that stands afterwards
+// and whether this call inserted it. A zero DecidedAt becomes the database's
+// now(). Lines naming the same SKU are merged first.
+//
+// Concurrent calls for one id are safe: Postgres makes the losers wait for
+// the winner's insert to commit, and they then read and return its row.
+func (s *Store) Decide(ctx context.Context, rec orders.Record) (stands orders.Record, inserted bool, err error) {
+	if !rec.Status.Valid() {
+		return orders.Record{}, false, fmt.Errorf("decide order %s: unknown status %q", rec.OrderID, rec.Status)
+	}
+	r, ok := s.decides.Do(ctx, rec)
+	if !ok {
+		return orders.Record{}, false, fmt.Errorf("decide order %s: %w", rec.OrderID, ctx.Err())
+	}
+	return r.stands, r.inserted, r.err
+}
+
+// decideOne is Decide for a single record, in its own statement.
+func (s *Store) decideOne(ctx context.Context, rec orders.Record) (stands orders.Record, inserted bool, err error) {
+	if !rec.Status.Valid() {
+		return orders.Record{}, false, fmt.Errorf("decide order %s: unknown status %q", rec.OrderID, rec.Status)
+	}
+	lines := sortedLines(rec.Lines)
+	skus := make([]string, len(lines))
+	qtys := make([]int64, len(lines))
+	for i, l := range lines {
+		skus[i], qtys[i] = l.SKU, l.Qty
+	}
+	var decidedAt *time.Time
+	if !rec.DecidedAt.IsZero() {
+		decidedAt = &rec.DecidedAt
+	}
+	row := s.pool.QueryRow(ctx, decideSQL,
+		rec.OrderID, rec.CustomerID, string(rec.Status), rec.Reason, rec.Detail, rec.PlacedAt, decidedAt, rec.PayloadHash,
+		skus, qtys)
+	stands, err = scanRecord(row, nil, nil)
+	switch {
+	case err == nil:
+		if len(lines) > 0 {
+			stands.Lines = lines
+		}
+		return stands, true, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return orders.Record{}, false, fmt.Errorf("decide order %s: %w", rec.OrderID, err)
+	}
+	// Another writer got there first. In READ COMMITTED this new statement
+	// sees its committed row.
+	stands, err = s.Get(ctx, rec.OrderID)
+	if err != nil {
+		return orders.Record{}, false, fmt.Errorf("decide order %s: read the standing row: %w", rec.OrderID, err)
+	}
+	return stands, false, nil
+}
+
+// Get returns the order's row with its lines, or orders.ErrNotFound.
+func (s *Store) Get(ctx context.Context, orderID string) (orders.Record, error) {
+	r, ok := s.gets.Do(ctx, orderID)
+	if !ok {
+		return orders.Record{}, fmt.Errorf("get order %s: %w", orderID, ctx.Err())
+	}
+	return r.rec, r.err
+}
+
+// getOne is Get in its own statement.
+func (s *Store) getOne(ctx context.Context, orderID string) (orders.Record, error) {
+	rows, err := s.pool.Query(ctx, getManySQL, []string{orderID})
+	if err != nil {
+		return orders.Record{}, fmt.Errorf("get order %s: %w", orderID, err)
+	}
+	found, err := collectRecords(rows)
+	if err != nil {
+		return orders.Record{}, fmt.Errorf("get order %s: %w", orderID, err)
+	}
+	rec, ok := found[orderID]
+	if !ok {
+		return orders.Record{}, orders.ErrNotFound
+	}
+	return rec, nil
+}
+
+func scanRecord(row pgx.Row, skus *[]string, qtys *[]int64) (orders.Record, error) {
+	var r orders.Record
+	var status string
+	dest := []any{&r.OrderID, &r.CustomerID, &status, &r.Reason, &r.Detail, &r.PlacedAt, &r.DecidedAt, &r.PayloadHash}
+	if skus != nil {
+		dest = append(dest, skus, qtys)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return orders.Record{}, err
+	}
+	r.Status = orders.Status(status)
+	return r, nil
+}
+
+// ConfirmedBySKU sums the quantities of confirmed orders per SKU: what
+// Redis must show as sold once the system is quiet (invariant I1).
+func (s *Store) ConfirmedBySKU(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT l.sku, sum(l.qty)::bigint
+		FROM order_lines l JOIN orders o ON o.order_id = l.order_id
+		WHERE o.status = 'confirmed'
+		GROUP BY l.sku`)
+	if err != nil {
+		return nil, fmt.Errorf("confirmed by sku: %w", err)
+	}
+	return collectMap(rows, "confirmed by sku")
+}
+
+func collectMap(rows pgx.Rows, what string) (map[string]int64, error) {
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var k string
+		var v int64
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+// sortedLines merges lines naming the same SKU and sorts them by SKU: the
+// form rows are stored and returned in.
+func sortedLines(lines []orders.Line) []orders.Line {
+	out := orders.Order{Lines: lines}.Normalize().Lines
+	slices.SortFunc(out, func(a, b orders.Line) int { return strings.Compare(a.SKU, b.SKU) })
+	return out
+}

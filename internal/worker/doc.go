@@ -1,0 +1,13 @@
+// Package worker is the consumer side of the orders queue: the Handler that
+// runs the flow of one order:place task (validate, look up, rate-limit,
+// reserve, record, commit; docs/design.md "The flow of one order") and the
+// Sweeper that settles holds past their deadline and orders whose task
+// Asynq archived undecided. Both end every decision through orders.Flow, so
+// the rule "holds follow the row that stands" lives in one place.
+//
+// It states the small interfaces it needs from the stock gate, the order
+// store and the catalogue (Gate, Store, Catalog, Limiter, SweepGate) where
+// it uses them; cmd/worker wires the real ones. It must not parse payloads
+// itself (internal/orders does), change stock except through the gate, or
+// write rows except through the store.
+package worker

@@ -1,0 +1,57 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// instrumentation names the worker's tracer and meter. It keeps the name
+// the order package had, so dashboards and traces keep matching.
+const instrumentation = "github.com/stockgate/stockgate/orders"
+
+type metrics struct {
+	orders         metric.Int64Counter
+	orderSeconds   metric.Float64Histogram
+	reserveSeconds metric.Float64Histogram
+	conflicts      metric.Int64Counter
+}
+
+func newMetrics() (*metrics, error) {
+	m := otel.Meter(instrumentation)
+	var hm metrics
+	var err error
+	if hm.orders, err = m.Int64Counter("stockgate.orders",
+		metric.WithDescription("Orders decided, by status and reason")); err != nil {
+		return nil, err
+	}
+	if hm.orderSeconds, err = m.Float64Histogram("stockgate.order.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to decide one order attempt, from the handler's start to its terminal row"),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
+		return nil, err
+	}
+	if hm.reserveSeconds, err = m.Float64Histogram("stockgate.reserve.duration", metric.WithUnit("s"),
+		metric.WithDescription("Latency of one reserve script call"),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)); err != nil {
+		return nil, err
+	}
+	if hm.conflicts, err = m.Int64Counter("stockgate.order.conflicts",
+		metric.WithDescription("Payloads dropped because another payload with the same order id stands")); err != nil {
+		return nil, err
+	}
+	return &hm, nil
+}
+
+func (m *metrics) decided(ctx context.Context, status, reason string, start, end time.Time) {
+	// "invalid: <what>" would make one series per message: keep the class.
+	if strings.HasPrefix(reason, "invalid") {
+		reason = "invalid"
+	}
+	attrs := metric.WithAttributes(attribute.String("status", status), attribute.String("reason", reason))
+	m.orders.Add(ctx, 1, attrs)
+	m.orderSeconds.Record(ctx, end.Sub(start).Seconds(), attrs)
+}
