@@ -6,43 +6,19 @@
 --   [2] -> sg:{SKU}:held
 --   [3] -> sg:{SKU}:sold
 -- ARGV:
---   [1] -> N, a decimal integer >= 1
+--   [1] -> N, a decimal integer (internal/stock sends >= 1)
 -- Returns {available, held, sold} after the change, or {-2, 0, 0} for bad
--- arguments (keys that are not one SKU's three counters included) or a
--- counter that is not an integer; nothing changed then.
+-- arguments (keys that are not one SKU's three counters included), a
+-- counter that is not an integer, or available going past MAX_STOCK;
+-- nothing changed then.
 
-local MAX_STOCK = 1000000000000
-
--- A counter as INCRBY and DECRBY read it (a missing key is zero): writing
--- back a "1.5" that tonumber accepted would break every later reserve.
-local function parse_counter(s)
-  if not s then
-    return 0
-  end
-  if not string.match(s, "^%-?%d+$") or #s > 16 then
-    return nil
-  end
-  return tonumber(s)
-end
-
-local raw = ARGV[1]
-if #KEYS ~= 3 or #ARGV ~= 1 or type(raw) ~= "string" or not string.match(raw, "^%d+$")
-  or #raw > 13 or tonumber(raw) < 1 or tonumber(raw) > MAX_STOCK then
+local qty = uint(ARGV[1])
+if not qty or not sku_of(0) then
   return {-2, 0, 0}
 end
-local prefix = string.match(KEYS[1], "^(.+):avail$")
-if not prefix or KEYS[2] ~= prefix .. ":held" or KEYS[3] ~= prefix .. ":sold" then
+local avail, held, sold = mget(KEYS[1], KEYS[2], KEYS[3])
+avail, held, sold = counter(avail), counter(held), counter(sold)
+if not avail or not held or not sold or avail + qty > MAX_STOCK then
   return {-2, 0, 0}
 end
-local qty = tonumber(raw)
-local avail = parse_counter(redis.call("GET", KEYS[1]))
-local held = parse_counter(redis.call("GET", KEYS[2]))
-local sold = parse_counter(redis.call("GET", KEYS[3]))
-if avail == nil or held == nil or sold == nil or avail + qty > MAX_STOCK then
-  return {-2, 0, 0}
-end
-
-redis.call("SET", KEYS[1], avail + qty)
-redis.call("SET", KEYS[2], held)
-redis.call("SET", KEYS[3], sold)
-return {avail + qty, held, sold}
+return write_levels(avail + qty, held, sold)

@@ -1,42 +1,51 @@
 // Package lua embeds stockgate's Redis Lua scripts. The scripts are the only
-// code that changes stock counters; internal/stock is their Go API. Keeping
-// them as plain .lua files lets luacheck lint them and lets an operator run
-// one by hand with redis-cli --eval (see README.md in this folder).
+// code that changes stock counters; internal/stock is their Go API and the
+// place where arguments are checked. Keeping them as plain .lua files lets
+// luacheck lint them and lets an operator run one by hand with redis-cli
+// --eval (see README.md in this folder).
+//
+// Each script is prelude.lua, the helpers the scripts share, followed by the
+// script's own file, joined here. Redis gets one self-contained script per
+// EVALSHA, and `cat lua/prelude.lua lua/reserve.lua` is exactly Reserve.
 package lua
 
 import _ "embed"
 
-// Reserve takes one order's hold on every line, all or nothing.
-//
-//go:embed reserve.lua
-var Reserve string
+//go:embed prelude.lua
+var prelude string
 
-// Release gives back exactly what an order's holds recorded, once.
-//
-//go:embed release.lua
-var Release string
+var (
+	//go:embed reserve.lua
+	reserve string
+	//go:embed release.lua
+	release string
+	//go:embed commit.lua
+	commit string
+	//go:embed set.lua
+	set string
+	//go:embed add.lua
+	add string
+	//go:embed ratelimit.lua
+	rateLimit string
+	//go:embed rebuild.lua
+	rebuild string
+)
 
-// Commit turns an order's holds into sold units, once.
-//
-//go:embed commit.lua
-var Commit string
-
-// Set makes exactly N units of a SKU available.
-//
-//go:embed set.lua
-var Set string
-
-// Add restocks a SKU by N units.
-//
-//go:embed add.lua
-var Add string
-
-// RateLimit counts one attempt in a customer's fixed window.
-//
-//go:embed ratelimit.lua
-var RateLimit string
-
-// Rebuild restores a SKU's counters from Postgres after Redis lost them.
-//
-//go:embed rebuild.lua
-var Rebuild string
+// The scripts as Redis runs them. A new script is one more .lua file with
+// its KEYS, ARGV and replies at the top, and one more line here.
+var (
+	// Reserve takes one order's hold on every line, all or nothing.
+	Reserve = prelude + reserve
+	// Release gives back exactly what an order's holds recorded, once.
+	Release = prelude + release
+	// Commit turns an order's holds into sold units, once.
+	Commit = prelude + commit
+	// Set makes exactly N units of a SKU available.
+	Set = prelude + set
+	// Add restocks a SKU by N units.
+	Add = prelude + add
+	// RateLimit counts one attempt in a customer's fixed window.
+	RateLimit = prelude + rateLimit
+	// Rebuild restores a SKU's counters from Postgres after Redis lost them.
+	Rebuild = prelude + rebuild
+)

@@ -6,18 +6,13 @@
 --   [1] -> limit, attempts allowed per window (>= 1)
 --   [2] -> window, milliseconds (>= 1)
 -- Returns {allowed, count}: allowed is 1 while count <= limit, else 0.
--- {-2, 0} means bad arguments and nothing changed.
+-- {-2, 0} means bad arguments (a limit or window past 12 digits included)
+-- or a count that is not a number; nothing changed then. The rate key is no
+-- stock counter: these checks stay because they are Allow's ErrInvalid
+-- contract, which internal/stock's tests pin.
 
-local function parse_int(s)
-  if type(s) ~= "string" or not string.match(s, "^%d+$") or #s > 12 then
-    return nil
-  end
-  return tonumber(s)
-end
-
-local limit = parse_int(ARGV[1])
-local window = parse_int(ARGV[2])
-if #KEYS ~= 1 or limit == nil or window == nil or limit < 1 or window < 1 then
+local limit, window = uint(ARGV[1]), uint(ARGV[2])
+if not limit or not window or limit < 1 or window < 1 or limit >= 1e12 or window >= 1e12 then
   return {-2, 0}
 end
 local current = redis.call("GET", KEYS[1])

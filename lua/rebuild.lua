@@ -13,73 +13,34 @@
 --   [2] -> sg:{SKU}:held
 --   [3] -> sg:{SKU}:sold
 -- ARGV:
---   [1] -> stocked total from the catalogue, a decimal integer >= 0
---   [2] -> units sold: the confirmed quantities in Postgres, >= 0
+--   [1] -> stocked total from the catalogue, a decimal integer in 0..MAX_STOCK
+--   [2] -> units sold: the confirmed quantities in Postgres, 0..MAX_STOCK
 -- Returns {available, held, sold} as written; {-1, 0, 0} when the SKU's
 -- available counter exists; {-2, 0, 0} for bad arguments or a surviving
--- counter that is not an integer. Available is clamped at 0 when the units
--- sold (or sold and held) exceed stocked: an oversell already happened,
--- and reconcile shows it against the catalogue.
+-- counter that is not an integer >= 0. Available is clamped at 0 when the
+-- units sold (or sold and held) exceed stocked: an oversell already
+-- happened, and reconcile shows it against the catalogue.
 
-local MAX_STOCK = 1000000000000
-
-local function parse_qty(s)
-  if type(s) ~= "string" or not string.match(s, "^%d+$") or #s > 13 then
-    return nil
-  end
-  local n = tonumber(s)
-  if n > MAX_STOCK then
-    return nil
-  end
-  return n
-end
-
-if #KEYS ~= 3 or #ARGV ~= 2 then
-  return {-2, 0, 0}
-end
-local prefix = string.match(KEYS[1], "^(.+):avail$")
-if not prefix or KEYS[2] ~= prefix .. ":held" or KEYS[3] ~= prefix .. ":sold" then
-  return {-2, 0, 0}
-end
-local stocked = parse_qty(ARGV[1])
-local sold = parse_qty(ARGV[2])
-if stocked == nil or sold == nil then
+local stocked, sold = uint(ARGV[1]), uint(ARGV[2])
+if not stocked or not sold or stocked > MAX_STOCK or sold > MAX_STOCK or not sku_of(0) then
   return {-2, 0, 0}
 end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return {-1, 0, 0}
 end
 
--- A counter as INCRBY and DECRBY read it; nil when it is not an integer.
-local function parse_counter(v)
-  if not string.match(v, "^%-?%d+$") or #v > 16 then
-    return nil
-  end
-  return tonumber(v)
-end
-
 local held = 0
-local held_raw = redis.call("GET", KEYS[2])
-local sold_raw = redis.call("GET", KEYS[3])
+local held_raw, sold_raw = mget(KEYS[2], KEYS[3])
 if held_raw or sold_raw then
   -- Partial loss: trust the surviving counters over Postgres, since they
   -- also count the holds still open.
-  if held_raw then
-    held = parse_counter(held_raw)
-  end
+  held = counter(held_raw)
   if sold_raw then
-    sold = parse_counter(sold_raw)
+    sold = counter(sold_raw)
   end
-  if held == nil or sold == nil or held < 0 or sold < 0 then
+  if not held or not sold or held < 0 or sold < 0 then
     return {-2, 0, 0}
   end
 end
 
-local avail = stocked - held - sold
-if avail < 0 then
-  avail = 0
-end
-redis.call("SET", KEYS[1], avail)
-redis.call("SET", KEYS[2], held)
-redis.call("SET", KEYS[3], sold)
-return {avail, held, sold}
+return write_levels(math.max(stocked - held - sold, 0), held, sold)

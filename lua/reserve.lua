@@ -7,147 +7,88 @@
 --   +4 -> sg:{SKU}:hold:ORDER  this order's hold on SKU: hash {qty, deadline, state}
 --   +5 -> sg:{SKU}:deadlines   zset ORDER -> hold deadline, read by the sweeper
 -- ARGV:
---   [1]   -> order id
+--   [1]   -> order id, 1-64 bytes
 --   [2]   -> hold deadline, unix milliseconds (time comes from the caller)
---   [2+i] -> quantity of line i, a decimal integer in 1..10000
+--   [2+i] -> quantity of line i, a decimal integer >= 1
 -- Returns {code, line, n}:
 --   { 1, 0, 0} reserved now
 --   { 2, 0, 0} this order already holds every line (a repeat: nothing changed)
 --   { 3, 0, 0} this order already committed (a tombstone: nothing changed)
 --   { 0, i, a} line i is short: only a units are available; nothing changed
 --   {-1, i, 0} line i's SKU was never stocked; nothing changed
---   {-2, i, 0} bad arguments at line i (0: the header); nothing changed
+--   {-2, i, 0} bad arguments at line i (0: the order id); nothing changed
 --   {-3, i, 0} conflict: this order holds line i with another quantity, or
 --              holds some lines and not others; nothing changed
--- Bad arguments include keys that are not one SKU's five keys in the order
--- above (with this order's hold key), and one SKU on two lines. A counter
--- that is not an integer (a hand edit) is refused as bad arguments too, and
--- logged, before anything is written.
+-- Bad arguments are keys that are not one SKU's five keys in the order above
+-- (with this order's hold key), one SKU on two lines, a quantity that is not
+-- a decimal integer >= 1, and a counter that is not an integer (a hand edit,
+-- logged). A deadline that is not a number makes the first write, ZADD,
+-- raise with nothing written. Limits that protect no counter (MaxQty, a
+-- deadline in the future) are internal/stock's to check.
 
-local MAX_QTY = 10000
-
-local function parse_int(s)
-  if type(s) ~= "string" or not string.match(s, "^%d+$") or #s > 15 then
-    return nil
-  end
-  return tonumber(s)
-end
-
--- A counter as INCRBY and DECRBY read it. tonumber alone would also take
--- "1.5", "1e3" or "0x10", and the DECRBY that then raises would do so after
--- earlier lines were already written.
-local function parse_counter(s)
-  if not s then
-    return 0
-  end
-  if not string.match(s, "^%-?%d+$") or #s > 16 then
-    return nil
-  end
-  return tonumber(s)
-end
-
-local order = ARGV[1]
-local deadline = parse_int(ARGV[2])
-local n = #ARGV - 2
-if order == nil or order == "" or deadline == nil or n < 1 or #KEYS ~= 5 * n then
+local order, deadline = ARGV[1], ARGV[2]
+-- A hold under an order id the Gate refuses could never be released or
+-- committed through it: its units would stay held.
+if not order or order == "" or #order > 64 then
   return {-2, 0, 0}
 end
-
--- The SKU prefix ("sg:{SKU}") of line i's keys, or nil when they are not one
--- SKU's keys and this order's hold: mixed keys would move units between two
--- SKUs' counters.
-local function line_prefix(base)
-  local p = string.match(KEYS[base + 1], "^(.+):avail$")
-  if p and KEYS[base + 2] == p .. ":held" and KEYS[base + 3] == p .. ":sold"
-    and KEYS[base + 4] == p .. ":hold:" .. order and KEYS[base + 5] == p .. ":deadlines" then
-    return p
-  end
-  return nil
+local n, bad = sku_groups(order)
+if not n then
+  return {-2, bad, 0}
 end
 
 -- Every read and check happens before the first write: Redis has no rollback.
 local qty = {}
-local seen = {}
-local has_hold = {}
-local held_count, committed_count = 0, 0
+local found, committed, unheld = 0, 0, nil
 for i = 1, n do
-  local q = parse_int(ARGV[2 + i])
-  if q == nil or q < 1 or q > MAX_QTY then
+  local q = uint(ARGV[2 + i])
+  -- A negative qty would add stock; a fraction would make DECRBY raise.
+  if not q or q < 1 then
     return {-2, i, 0}
   end
-  local base = 5 * (i - 1)
-  local prefix = line_prefix(base)
-  -- The same SKU twice would pass two separate checks against one counter.
-  if prefix == nil or seen[prefix] then
-    return {-2, i, 0}
-  end
-  seen[prefix] = true
   qty[i] = q
-
-  local hold = redis.call("HMGET", KEYS[base + 4], "qty", "state")
-  if hold[1] then
-    has_hold[i] = true
-    if tonumber(hold[1]) ~= q then
-      return {-3, i, 0}
-    end
+  local hold = redis.call("HMGET", KEYS[5 * i - 1], "qty", "state")
+  if not hold[1] then
+    unheld = unheld or i
+  elseif tonumber(hold[1]) ~= q then
+    return {-3, i, 0}
+  else
+    found = found + 1
     if hold[2] == "committed" then
-      committed_count = committed_count + 1
-    else
-      held_count = held_count + 1
+      committed = committed + 1
     end
   end
 end
-
-if held_count + committed_count == n then
-  if committed_count > 0 then
-    return {3, 0, 0}
+if found > 0 then
+  if unheld then
+    return {-3, unheld, 0}
   end
-  return {2, 0, 0}
-end
-if held_count + committed_count > 0 then
-  for i = 1, n do
-    if not has_hold[i] then
-      return {-3, i, 0}
-    end
-  end
+  return {committed > 0 and 3 or 2, 0, 0}
 end
 
 -- This loop is the hot path of a flash sale, so it makes as few calls as it
 -- safely can: every redis.call costs about as much as a small EVALSHA.
 for i = 1, n do
   local base = 5 * (i - 1)
-  local c = redis.call("MGET", KEYS[base + 1], KEYS[base + 2])
-  if not c[1] then
+  local raw_avail, raw_held = mget(KEYS[base + 1], KEYS[base + 2])
+  if not raw_avail then
     return {-1, i, 0}
   end
-  -- MGET answers nil for a key of another type instead of raising. Set and
-  -- Add always create held, so a nil is rare and is confirmed with a GET,
-  -- which raises WRONGTYPE now rather than INCRBY raising after a write.
-  local raw_held = c[2] or redis.call("GET", KEYS[base + 2])
-  local avail = parse_counter(c[1])
-  local held = parse_counter(raw_held)
-  if avail == nil or held == nil then
+  local avail, held = counter(raw_avail), counter(raw_held)
+  if not avail or not held then
     redis.log(redis.LOG_WARNING, "stockgate reserve: non-integer counter at " .. KEYS[base + 1]
       .. " or " .. KEYS[base + 2])
     return {-2, i, 0}
   end
   if avail < qty[i] then
-    if avail < 0 then
-      redis.log(redis.LOG_WARNING, "stockgate reserve: negative " .. KEYS[base + 1])
-      avail = 0
-    end
-    return {0, i, avail}
+    return {0, i, math.max(avail, 0)}
   end
-  -- With several lines, a read that raises now, before any write, if a
-  -- deadlines key is not a sorted set. A single line needs no extra call:
-  -- its ZADD below is the first write, so it can raise with nothing done.
-  if n > 1 then
-    redis.call("ZSCORE", KEYS[base + 5], order)
-  end
+  check_deadlines(n, KEYS[base + 5], order)
 end
 
--- Every key's type and every counter was checked above (HMGET, MGET/GET and
--- ZSCORE or a leading ZADD), so no call below can raise.
+-- Every key's type and every counter was checked above, so after the first
+-- ZADD (which checks the deadline, and for one line the deadlines key) no
+-- call can raise.
 for i = 1, n do
   local base = 5 * (i - 1)
   redis.call("ZADD", KEYS[base + 5], deadline, order)

@@ -15,8 +15,9 @@ import (
 	"github.com/stockgate/stockgate/lua"
 )
 
-// MaxQty is the largest quantity one line may ask for. The scripts enforce
-// the same bound, so a caller that skips Go validation cannot exceed it.
+// MaxQty is the largest quantity one line may ask for. CheckLines enforces
+// it; the reserve script does not, since a larger quantity corrupts no
+// counter (the line is short, or takes what is there like any other).
 const MaxQty = 10000
 
 // compensateTimeout bounds the release of earlier slot groups after a later
