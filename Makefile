@@ -1,7 +1,10 @@
 # stockgate: build, run and test. `make` alone lists the targets.
 #
-# The logic lives in scripts/ (each script starts with a comment saying what
-# it does); this file only names the entry points and their knobs.
+# Bringing up Redis and Postgres, and make run/stop/clean, are Go
+# (internal/devsvc and its services command, through scripts/services.sh and
+# scripts/testenv.sh); installs and the other entry points are scripts/ (each
+# starts with a comment saying what it does). This file only names the entry
+# points and their knobs.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -54,10 +57,10 @@ fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp na
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh
 
 run: ## the demo: services, migrate, stock DEMO-SKU, start the worker, a 1000-buyer flash sale
-	@bash scripts/run.sh
+	@bash scripts/services.sh run
 
 stop: ## stop the worker and the services make run started under ./.data
-	@bash scripts/stop.sh
+	@bash scripts/services.sh stop
 
 compose-e2e: ## the flash sale through docker compose (needs a Docker engine)
 	@bash scripts/compose-e2e.sh
@@ -66,6 +69,5 @@ compose-check: ## check docker-compose.yml against the code's configuration, no 
 	@bash scripts/compose-check.sh
 
 clean: ## stop everything, then delete bin/ and ./.data (the local Redis and Postgres data)
-	@bash scripts/stop.sh worker
 	@bash scripts/services.sh clean
 	rm -rf bin

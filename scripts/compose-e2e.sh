@@ -18,13 +18,16 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
+compose() { docker compose "$@"; }
+
 E2E_STOCK=${E2E_STOCK:-100}
 E2E_BUYERS=${E2E_BUYERS:-1000}
 
-docker_engine || die "no Docker engine here (docker info fails): compose-e2e needs one; make compose-check checks the compose file without it"
+{ command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; } || die "no Docker engine here (docker info fails): compose-e2e needs one; make compose-check checks the compose file without it"
 docker compose version >/dev/null 2>&1 || die "the docker compose plugin is missing (docker compose version fails)"
 [ -f docker-compose.yml ] || die "no docker-compose.yml"
-ensure_dotenv
+bin=$(services_bin)
+"$bin" dotenv
 
 if [ "${KEEP_COMPOSE:-0}" != 1 ]; then
 	trap 'log "docker compose down -v"; compose down -v >&2 || true' EXIT

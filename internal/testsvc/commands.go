@@ -14,13 +14,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stockgate/stockgate/internal/devsvc"
 )
 
 // BuildCommands builds every command under cmd/ into a new temporary
 // directory, with the given build tags. It takes no testing.TB because it
 // runs from TestMain; cleanup removes the directory.
 func BuildCommands(tags ...string) (dir string, cleanup func(), err error) {
-	root, err := moduleRoot()
+	root, err := devsvc.ModuleRoot()
 	if err != nil {
 		return "", nil, err
 	}

@@ -1,26 +1,22 @@
 // Package testsvc gives tests real services of their own: a private
-// redis-server on a free port and a private Postgres database on the shared
-// server. It never flushes, stops or reconfigures the machine's shared Redis
-// or Postgres, so test packages can run in parallel with each other and with
-// whatever else uses those services.
+// redis-server on a free port, a private Postgres database on the shared
+// server, private Postgres servers, and the real binaries as processes. It
+// never flushes, stops or reconfigures the machine's shared Redis or
+// Postgres, so test packages can run in parallel with each other and with
+// whatever else uses those services. Starting the servers is
+// internal/devsvc's job, the same code make run uses; this package adds the
+// test defaults and the cleanup.
 //
 // It is imported only from _test.go files and test harnesses.
 package testsvc
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,103 +24,35 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/stockgate/stockgate/internal/devsvc"
 )
 
 // DefaultAdminURL is the Postgres the tests create their databases on when
 // TEST_DATABASE_URL is not set: the machine's shared server with trust auth.
-const DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+const DefaultAdminURL = devsvc.DefaultTestDatabaseURL
 
-// Redis is a redis-server process owned by one test package or test.
-type Redis struct {
-	Addr string
-	Dir  string
-	cmd  *exec.Cmd
-	args []string
-}
-
-// URL is the redis:// URL of database db on this server.
-func (r *Redis) URL(db int) string { return fmt.Sprintf("redis://%s/%d", r.Addr, db) }
-
-// Client returns a new go-redis client on database db.
-func (r *Redis) Client(db int) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: r.Addr, DB: db})
-}
+// Redis is a private redis-server (devsvc starts it).
+type Redis = devsvc.Redis
 
 // FreePort asks the kernel for a free TCP port on loopback.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func FreePort() (int, error) { return devsvc.FreePort(0) }
 
-// StartRedis starts a redis-server on a free loopback port with its data in
-// dir (a fresh temp dir when empty). extra are additional config arguments
-// such as "--appendonly", "yes". Call Stop when done.
+// StartRedis starts a redis-server for tests on a free loopback port with
+// its data in dir (a fresh temp dir when empty): no persistence, 16
+// databases. extra are additional config arguments such as "--appendonly",
+// "yes". Call Stop when done.
 func StartRedis(dir string, extra ...string) (*Redis, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found on PATH (make test installs it): %w", err)
-	}
 	if dir == "" {
+		var err error
 		if dir, err = os.MkdirTemp("", "stockgate-redis-"); err != nil {
 			return nil, err
 		}
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", dir, "--save", "", "--appendonly", "no",
-		"--maxmemory-policy", "noeviction", "--databases", "16",
-	}
-	args = append(args, extra...)
-	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, args: append([]string{bin}, args...)}
-	if err := r.Start(); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// Start (re)starts the server process with the arguments it was created with.
-func (r *Redis) Start() error {
-	r.cmd = exec.Command(r.args[0], r.args[1:]...)
-	r.cmd.Stdout, r.cmd.Stderr = nil, nil
-	if err := r.cmd.Start(); err != nil {
-		return err
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		// Under --requirepass the server answers PING with NOAUTH; that is
-		// up. Other error replies (LOADING) are not.
-		var reply redis.Error
-		if err == nil || (errors.As(err, &reply) && strings.HasPrefix(reply.Error(), "NOAUTH")) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			r.Stop()
-			return fmt.Errorf("redis-server on %s did not answer: %w", r.Addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// Stop kills the server (SIGKILL: a crash, not a shutdown) and waits for it.
-func (r *Redis) Stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
+	return devsvc.StartRedis(devsvc.RedisOptions{
+		Dir:  dir,
+		Args: append([]string{"--save", "", "--appendonly", "no", "--databases", "16"}, extra...),
+	})
 }
 
 // NewRedis starts a private redis-server for one test and stops it at cleanup.
@@ -303,30 +231,9 @@ func Poll(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
 // RepoRoot finds the module root from the test's working directory.
 func RepoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := moduleRoot()
+	dir, err := devsvc.ModuleRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return dir
-}
-
-// moduleRoot is RepoRoot for callers without a testing.TB (TestMain).
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			s := bufio.NewScanner(strings.NewReader(string(b)))
-			if s.Scan() && strings.Contains(s.Text(), "stockgate") {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("module root not found")
-		}
-		dir = parent
-	}
 }
