@@ -64,53 +64,63 @@ local function sku_of(base)
   return nil
 end
 
--- The number of SKUs in KEYS for the order scripts, five keys each:
+-- The order scripts take five keys per SKU of an order, and the orders of
+-- one call one after another; group i of an order whose keys start after
+-- KEYS[first] is KEYS[first+5*(i-1)+1 .. first+5*i]:
 --   +1 sg:{SKU}:avail, +2 sg:{SKU}:held, +3 sg:{SKU}:sold,
 --   +4 sg:{SKU}:hold:ORDER, +5 sg:{SKU}:deadlines
--- Keys past the last whole group are ignored. nil and the 1-based group when
--- a group is not one SKU's keys with this order's own hold, or repeats a SKU:
--- another order's hold would be taken or written under this order's
--- deadline, and a SKU twice would be counted twice.
-local function sku_groups(order)
-  local n = math.floor(#KEYS / 5)
+-- sku_groups returns true when the order's n groups are each one SKU's keys
+-- with this order's own hold and no SKU repeats, else nil and the 1-based
+-- bad group: another order's hold would be taken or written under this
+-- order's deadline, and a SKU twice would be counted twice. n groups past
+-- the end of KEYS are bad too.
+local function sku_groups(order, first, n)
+  if first + 5 * n > #KEYS then
+    return nil, 1
+  end
   local seen = {}
   for i = 1, n do
-    local base = 5 * (i - 1)
+    local base = first + 5 * (i - 1)
     local p = sku_of(base)
     if not p or seen[p] or KEYS[base + 4] ~= p .. ":hold:" .. order or KEYS[base + 5] ~= p .. ":deadlines" then
       return nil, i
     end
     seen[p] = true
   end
-  return n
+  return true
 end
 
--- Raises now, before any write, when a deadlines key is not a sorted set. A
--- script over one SKU skips the call: its first write goes to that key
--- (ZADD or ZREM), which raises then with nothing written yet.
+-- Raises now, before any write, when a deadlines key is not a sorted set. An
+-- order over one SKU skips the call: its first write goes to that key (ZADD
+-- or ZREM), which raises then with nothing of the order written yet.
 local function check_deadlines(n, key, order)
   if n > 1 then
     redis.call("ZSCORE", key, order)
   end
 end
 
--- What release or commit may move for group i (n groups): the qty of the
--- order's hold while it is held, or 0 when the hold is committed or gone,
--- which makes both scripts idempotent. The second value is whether a hold
--- was there at all. A qty that reserve could not have written is logged and
--- left alone. nil, logged, when held or the counter the units go to
--- (KEYS[base + to]) is not an integer: the caller must refuse the call.
-local function hold_units(i, n, order, to)
-  local base = 5 * (i - 1)
+-- What release or commit may move for the group whose keys start after
+-- KEYS[base] (of n groups): the qty of the order's hold while it is held, or
+-- 0 when the hold is committed or gone, which makes both scripts idempotent.
+-- Then whether a hold was there at all, and where its units go: to is the
+-- offset of the counter they go to (1 avail, 3 sold), or a function of the
+-- hold's token ("" for a hold written before holds had one) that says. A
+-- qty that reserve could not have written is logged and left alone. nil,
+-- logged, when held or that counter is not an integer: the caller must
+-- refuse the call.
+local function hold_units(base, n, order, to)
   local key = KEYS[base + 4]
-  local hold = redis.call("HMGET", key, "qty", "state")
+  local hold = redis.call("HMGET", key, "qty", "state", "tok")
+  if type(to) == "function" then
+    to = to(hold[3] or "")
+  end
   if hold[2] ~= "held" then
-    return 0, hold[1] ~= false
+    return 0, hold[1] ~= false, to
   end
   local q = uint(hold[1])
   if not q or q < 1 then
     redis.log(redis.LOG_WARNING, "stockgate: corrupt hold " .. key)
-    return 0, true
+    return 0, true, to
   end
   local held, dest = mget(KEYS[base + 2], KEYS[base + to])
   if not counter(held) or not counter(dest) then
@@ -118,27 +128,16 @@ local function hold_units(i, n, order, to)
     return nil
   end
   check_deadlines(n, KEYS[base + 5], order)
-  return q, true
+  return q, true, to
 end
 
--- Moves each qty[i] (from hold_units) out of held into KEYS[base + to] and
--- drops the order from the deadlines, then calls finish(hold key) for the
--- hold's own write. Returns the units moved and the holds that moved them.
--- The ZREM goes first: for one SKU it is the deadlines type check.
-local function settle(qty, to, order, finish)
-  local units, lines = 0, 0
-  for i = 1, #qty do
-    if qty[i] > 0 then
-      local base = 5 * (i - 1)
-      redis.call("ZREM", KEYS[base + 5], order)
-      redis.call("DECRBY", KEYS[base + 2], qty[i])
-      redis.call("INCRBY", KEYS[base + to], qty[i])
-      finish(KEYS[base + 4])
-      units = units + qty[i]
-      lines = lines + 1
-    end
-  end
-  return units, lines
+-- Moves qty units of the hold in the group at KEYS[base] out of held into
+-- KEYS[base + to] and drops the order from the deadlines. The ZREM goes
+-- first: for one SKU it is the deadlines type check.
+local function move_held(base, qty, to, order)
+  redis.call("ZREM", KEYS[base + 5], order)
+  redis.call("DECRBY", KEYS[base + 2], qty)
+  redis.call("INCRBY", KEYS[base + to], qty)
 end
 
 -- Writes one SKU's counters to KEYS[1..3] and returns them as the reply of

@@ -1,5 +1,7 @@
 -- release.lua: the compensating restock. Gives back exactly what the order's
--- holds recorded, once. Quantities come from the holds, never the caller.
+-- holds recorded, once, whatever their token: the row that stands is not
+-- confirmed, so no hold of the order is sold. Quantities come from the
+-- holds, never the caller.
 --
 -- KEYS, five per SKU, the same layout as reserve.lua:
 --   +1 -> sg:{SKU}:avail, +2 -> sg:{SKU}:held, +3 -> sg:{SKU}:sold (unused),
@@ -15,15 +17,15 @@
 -- left alone.
 
 local order = ARGV[1]
-local n = sku_groups(order)
-if not n then
+local n = math.floor(#KEYS / 5)
+if not order or n < 1 or not sku_groups(order, 0, n) then
   return {-2, 0}
 end
 
 -- Every read and check happens before the first write: Redis has no rollback.
 local qty = {}
 for i = 1, n do
-  local q, found = hold_units(i, n, order, 1) -- back to avail, KEYS[base + 1]
+  local q, found = hold_units(5 * (i - 1), n, order, 1) -- back to avail, KEYS[base + 1]
   if not q then
     return {-2, 0}
   end
@@ -33,7 +35,13 @@ for i = 1, n do
   qty[i] = q
 end
 
-local units, lines = settle(qty, 1, order, function(hold)
-  redis.call("DEL", hold)
-end)
+local units, lines = 0, 0
+for i = 1, n do
+  if qty[i] > 0 then
+    local base = 5 * (i - 1)
+    move_held(base, qty[i], 1, order)
+    redis.call("DEL", KEYS[base + 4])
+    units, lines = units + qty[i], lines + 1
+  end
+end
 return {units, lines}

@@ -58,17 +58,20 @@ type saleFlags struct {
 	asJSON      bool
 	waitTimeout time.Duration
 	run         string
+	rate        float64
 }
 
 // parseSale reads and checks flash-sale's flags into f, before anything
 // connects.
 func parseSale(args []string, stderr io.Writer, f *saleFlags) error {
-	pos, err := config.Subcommand("enqueue", "flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--run ID] [--wait] [--json]", stderr, args,
+	pos, err := config.Subcommand("enqueue", "flash-sale", "flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--rate R] [--run ID] [--wait] [--json]", stderr, args,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.sku, "sku", "", "the SKU every buyer orders (required)")
 			fs.IntVar(&f.buyers, "buyers", 0, "number of one-line orders, each from a distinct customer (required)")
 			fs.Int64Var(&f.qty, "qty", 1, "units per order")
 			fs.IntVar(&f.concurrency, "concurrency", 32, "orders enqueued in parallel")
+			fs.Float64Var(&f.rate, "rate", 0, "offer R orders per second, spread evenly (an open loop: the schedule does not wait for the worker, "+
+				"and each order's placed_at is its slot in the schedule); 0 enqueues as fast as --concurrency allows")
 			fs.BoolVar(&f.wait, "wait", false, "wait until every order has its row in Postgres, then summarise outcomes and latency")
 			fs.BoolVar(&f.asJSON, "json", false, "print the summary as one JSON object")
 			fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Minute, "give up waiting after this long")
@@ -90,6 +93,8 @@ func parseSale(args []string, stderr io.Writer, f *saleFlags) error {
 		return fmt.Errorf("%w: --buyers must be 1..10000000", config.ErrUsage)
 	case f.concurrency < 1 || f.concurrency > 1024:
 		return fmt.Errorf("%w: --concurrency must be 1..1024", config.ErrUsage)
+	case f.rate < 0 || f.rate > 1_000_000 || f.rate != f.rate:
+		return fmt.Errorf("%w: --rate must be 0..1000000 orders per second", config.ErrUsage)
 	}
 	if err := stock.CheckSKU(f.sku); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
@@ -181,11 +186,16 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 	var n, dup atomic.Int64
 	var firstErr error
 	var once sync.Once
-	next := make(chan int)
+	type slot struct {
+		i  int
+		at time.Time // the order's slot in a --rate schedule; zero without one
+	}
+	next := make(chan slot)
 	var wg sync.WaitGroup
 	for range f.concurrency {
 		wg.Go(func() {
-			for i := range next {
+			for sl := range next {
+				i := sl.i
 				o := orders.Order{
 					OrderID:    ids[i],
 					CustomerID: fmt.Sprintf("c-%s-%d", run, i+1),
@@ -195,8 +205,10 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 				// already decided would count as a conflict: with --run the
 				// orders carry no placed_at (and --wait shows no latency).
 				if f.run == "" {
-					now := time.Now().UTC()
-					o.PlacedAt = &now
+					// Under --rate the order was placed at its slot, even if
+					// every submitter was busy then: latency counts the wait.
+					placed := cmp.Or(sl.at, time.Now()).UTC()
+					o.PlacedAt = &placed
 				}
 				if _, err := c.Submit(ctx, o); errors.Is(err, orders.ErrDuplicate) {
 					// Still queued or retained from an earlier run with this --run.
@@ -209,10 +221,24 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 			}
 		})
 	}
+	start := time.Now()
 feed:
 	for i := range ids {
+		sl := slot{i: i}
+		if f.rate > 0 {
+			// An absolute schedule: a late slot is sent at once, and the
+			// ones after it keep their times, so the offer never drifts.
+			sl.at = start.Add(time.Duration(float64(i) / f.rate * float64(time.Second)))
+			if d := time.Until(sl.at); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					break feed
+				}
+			}
+		}
 		select {
-		case next <- i:
+		case next <- sl:
 		case <-ctx.Done():
 			break feed
 		}

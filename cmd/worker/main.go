@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/worker"
 )
 
 func main() {
@@ -40,6 +41,7 @@ func main() {
 type Config struct {
 	Conn               config.Conn
 	Concurrency        int
+	DequeueLoops       int
 	AdminAddr          string
 	AdminUser          string
 	AdminPassword      string // from ADMIN_PASSWORD only: flags show up in ps
@@ -94,7 +96,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		errs = append(errs, err)
 		return v
 	}
-	fs.IntVar(&c.Concurrency, "concurrency", envInt("CONCURRENCY", 32), "orders processed at once [CONCURRENCY]")
+	fs.IntVar(&c.Concurrency, "concurrency", envInt("CONCURRENCY", worker.DefaultConcurrency), "orders processed at once [CONCURRENCY]")
+	fs.IntVar(&c.DequeueLoops, "dequeue-loops", envInt("DEQUEUE_LOOPS", worker.DefaultDequeueLoops),
+		"Asynq servers in this process, taking tasks in parallel and sharing --concurrency; one alone waits a Redis round trip per task [DEQUEUE_LOOPS]")
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.Env("ADMIN_ADDR", "127.0.0.1:8080"),
 		"admin HTTP address for /healthz, /readyz, /metrics, /monitoring/ [ADMIN_ADDR]")
 	fs.BoolVar(&c.MonitoringWritable, "monitoring-writable", os.Getenv("MONITORING_WRITABLE") == "true",
@@ -114,7 +118,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.RetryBase, "retry-base", envDur("RETRY_BASE", time.Second),
 		"first retry delay after an infrastructure error; doubles per attempt [RETRY_BASE]")
 	fs.DurationVar(&c.RetryMax, "retry-max", envDur("RETRY_MAX", time.Minute), "longest retry delay [RETRY_MAX]")
-	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", 50*time.Millisecond),
+	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", worker.DefaultPollInterval),
 		"how long an idle worker waits before looking for new orders again [POLL_INTERVAL]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := errors.Join(errs...); err != nil {
@@ -137,6 +141,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Concurrency < 1 || c.Concurrency > 10000:
 		return fmt.Errorf("--concurrency %d must be 1..10000", c.Concurrency)
+	case c.DequeueLoops < 1 || c.DequeueLoops > c.Concurrency || c.DequeueLoops > 64:
+		return fmt.Errorf("--dequeue-loops %d must be 1..64 and at most --concurrency (%d)", c.DequeueLoops, c.Concurrency)
 	case c.ShutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
 	case c.HandlerTimeout <= 0:
@@ -166,7 +172,7 @@ func (c Config) logAttrs() []any {
 	return []any{
 		"redis_url", config.Redact(c.Conn.RedisURL),
 		"database_url", config.Redact(c.Conn.DatabaseURL),
-		"concurrency", c.Concurrency, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
+		"concurrency", c.Concurrency, "dequeue_loops", c.DequeueLoops, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
 		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
 		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),

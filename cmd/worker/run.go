@@ -55,8 +55,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	if err := redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false)); err != nil {
-		return fmt.Errorf("trace redis: %w", err)
+	// With nothing exporting spans the hook would still run on every
+	// command, for about a tenth of the worker's CPU.
+	if tel.Exporting() {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false)); err != nil {
+			return fmt.Errorf("trace redis: %w", err)
+		}
 	}
 	checkDurability(ctx, rdb, log)
 
@@ -94,8 +98,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	qopt := config.AsynqRedisOpt(ropt)
-	inspector := asynq.NewInspector(qopt)
-	defer inspector.Close()
+	// Asynq's own client, shared by its servers and the inspector: every
+	// running task holds a connection for its completion, and each dequeue
+	// loop one more for its round trip and its heartbeats.
+	ropt.PoolSize = cfg.Concurrency + 8*cfg.DequeueLoops
+	qrdb := redis.NewClient(ropt)
+	defer qrdb.Close()
+	inspector := asynq.NewInspectorFromRedisClient(qrdb)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
 		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
 	if err != nil {
@@ -128,33 +137,32 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		_ = adm.Shutdown(sctx)
 	}()
 
-	srv := asynq.NewServer(qopt, asynq.Config{
+	mux := asynq.NewServeMux()
+	mux.Use(telemetry.AsynqMiddleware())
+	mux.Handle(orders.TaskType, handler)
+	srv, err := worker.StartServers(qrdb, worker.ServerConfig{
 		Concurrency:     cfg.Concurrency,
-		Queues:          map[string]int{orders.Queue: 1},
+		DequeueLoops:    cfg.DequeueLoops,
+		Queues:          []string{orders.Queue},
+		PollInterval:    cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Asynq polls; its 1s default would park the first buyers of a
-		// sale for up to 1.5s whenever the queue ran dry a moment before.
-		TaskCheckInterval: cfg.PollInterval,
-		RetryDelayFunc:    func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
-		Logger:            asynqLogger{log},
-		LogLevel:          asynq.WarnLevel,
+		RetryDelay:      func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
+		Logger:          asynqLogger{log},
+		LogLevel:        asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
 			n, _ := asynq.GetRetryCount(ctx)
 			log.WarnContext(ctx, "order attempt failed", "order_id", id, "attempt", n+1, "err", err)
 		}),
-	})
-	mux := asynq.NewServeMux()
-	mux.Use(telemetry.AsynqMiddleware())
-	mux.Handle(orders.TaskType, handler)
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("start queue server: %w", err)
+	}, mux)
+	if err != nil {
+		return err
 	}
 
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { sweeper.Run(sweepCtx) })
-	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency, "admin_addr", adm.Addr())
+	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
 
 	<-ctx.Done()
 	log.Info("worker draining", "shutdown_timeout", cfg.ShutdownTimeout.String())

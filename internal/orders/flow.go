@@ -10,8 +10,9 @@ import (
 // Holds is what the flow needs from the stock gate: the two ways an order's
 // holds end. *stock.Gate implements it; the worker wraps it in spans.
 type Holds interface {
-	// Commit turns the order's holds on skus into sold units, once.
-	Commit(ctx context.Context, orderID string, skus []string) (stock.CommitResult, error)
+	// Commit turns the order's holds on skus under token into sold units,
+	// once, and gives back a hold under another token.
+	Commit(ctx context.Context, orderID, token string, skus []string) (stock.CommitResult, error)
 	// Release gives back what the order's holds on skus recorded, once.
 	Release(ctx context.Context, orderID string, skus []string) (int64, error)
 }
@@ -52,7 +53,10 @@ type Settled struct {
 }
 
 // Settle makes an order's holds agree with row, the row that stands: they
-// are committed when it is confirmed and released otherwise. skus are the
+// are committed when it is confirmed and released otherwise. A confirmed
+// row commits only the holds under its own token, those the delivery that
+// wrote it relied on: a hold a later delivery took (after the old hold's
+// tombstone expired, or after Redis lost it) is given back. skus are the
 // SKUs the caller knows the order may hold (a payload's, or the sweeper's
 // expired holds); holds on SKUs the row does not list belong to a payload
 // the row dropped (another payload with this id) and always go back: their
@@ -81,7 +85,7 @@ func (f Flow) Settle(ctx context.Context, row Record, skus []string) (Settled, e
 	if len(rowSKUs) == 0 {
 		return s, nil
 	}
-	if _, err := f.Holds.Commit(ctx, row.OrderID, rowSKUs); err != nil {
+	if _, err := f.Holds.Commit(ctx, row.OrderID, row.HoldToken, rowSKUs); err != nil {
 		return s, err
 	}
 	s.Committed = rowSKUs
@@ -106,6 +110,20 @@ func (f Flow) Conclude(ctx context.Context, rec Record, skus []string) (row Reco
 	}
 	s, err = f.Settle(ctx, row, skus)
 	return row, inserted, s, err
+}
+
+// Refuse records rec, a refusal that the reserve answered without taking
+// anything (out of stock, an unknown SKU, a rate limit, an invalid
+// payload), unless the order already has a row. Nothing is settled: the
+// order held nothing when the reserve looked, and a hold another delivery
+// took since is that delivery's to settle. It saves a flash sale's many
+// rejections a round trip each.
+func (f Flow) Refuse(ctx context.Context, rec Record) (row Record, inserted bool, err error) {
+	row, inserted, err = f.Rows.Decide(ctx, rec)
+	if err != nil {
+		return Record{}, false, err
+	}
+	return row, inserted, f.mark(StepAfterPersist)
 }
 
 func (f Flow) mark(step string) error {

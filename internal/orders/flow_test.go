@@ -12,14 +12,14 @@ import (
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
-// fakeHolds records the calls the flow makes, as "commit o-1 A,B".
+// fakeHolds records the calls the flow makes, as "commit o-1/t1 A,B".
 type fakeHolds struct {
 	calls []string
 	err   error
 }
 
-func (f *fakeHolds) Commit(_ context.Context, id string, skus []string) (stock.CommitResult, error) {
-	f.calls = append(f.calls, "commit "+id+" "+strings.Join(skus, ","))
+func (f *fakeHolds) Commit(_ context.Context, id, token string, skus []string) (stock.CommitResult, error) {
+	f.calls = append(f.calls, "commit "+id+"/"+token+" "+strings.Join(skus, ","))
 	return stock.CommitResult{}, f.err
 }
 
@@ -46,7 +46,7 @@ func (f *fakeRows) Decide(_ context.Context, rec Record) (Record, bool, error) {
 }
 
 func confirmed(id string, skus ...string) Record {
-	r := Record{OrderID: id, Status: StatusConfirmed}
+	r := Record{OrderID: id, Status: StatusConfirmed, HoldToken: "t1"}
 	for _, s := range skus {
 		r.Lines = append(r.Lines, Line{SKU: s, Qty: 1})
 	}
@@ -61,11 +61,11 @@ func TestSettle(t *testing.T) {
 		skus []string
 		want []string
 	}{
-		{"confirmed commits the row's lines", confirmed("o-1", "A", "B"), []string{"B", "A"}, []string{"commit o-1 A,B"}},
+		{"confirmed commits the row's lines", confirmed("o-1", "A", "B"), []string{"B", "A"}, []string{"commit o-1/t1 A,B"}},
 		{"confirmed releases what only a dropped payload took", confirmed("o-1", "A"), []string{"A", "X"},
-			[]string{"release o-1 X", "commit o-1 A"}},
+			[]string{"release o-1 X", "commit o-1/t1 A"}},
 		{"confirmed commits the row's lines the caller did not name", confirmed("o-1", "A", "B"), []string{"A"},
-			[]string{"commit o-1 A,B"}},
+			[]string{"commit o-1/t1 A,B"}},
 		{"rejected releases everything", Record{OrderID: "o-1", Status: StatusRejected, Lines: []Line{{SKU: "A", Qty: 1}}},
 			[]string{"A", "X"}, []string{"release o-1 A,X"}},
 		{"expired without lines releases the caller's", Record{OrderID: "o-1", Status: StatusExpired}, []string{"A"},
@@ -133,7 +133,7 @@ func TestConclude(t *testing.T) {
 		if err != nil || inserted || row.Status != StatusConfirmed {
 			t.Fatalf("Conclude = %+v, %v, %v; want the confirmed row that stood", row, inserted, err)
 		}
-		if diff := cmp.Diff([]string{"commit o-1 A"}, h.calls); diff != "" {
+		if diff := cmp.Diff([]string{"commit o-1/t1 A"}, h.calls); diff != "" {
 			t.Errorf("calls mismatch (-want +got):\n%s", diff)
 		}
 		if !slices.Equal(s.Committed, []string{"A"}) || len(s.Released) != 0 {
@@ -168,4 +168,22 @@ func TestConclude(t *testing.T) {
 			t.Errorf("holds touched after a crash at %s: %v", StepAfterPersist, h.calls)
 		}
 	})
+}
+
+// TestRefuse: a refusal records its row and touches no hold, whatever row
+// stands.
+func TestRefuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, stands := range []*Record{nil, {OrderID: "o-1", Status: StatusConfirmed, HoldToken: "t2", Lines: []Line{{SKU: "A", Qty: 1}}}} {
+		h, rows := &fakeHolds{}, &fakeRows{row: stands}
+		rec := Record{OrderID: "o-1", Status: StatusRejected, Reason: ReasonOutOfStock, Lines: []Line{{SKU: "A", Qty: 1}}}
+		row, inserted, err := Flow{Rows: rows, Holds: h}.Refuse(ctx, rec)
+		if err != nil || inserted != (stands == nil) {
+			t.Fatalf("Refuse with %+v standing = %+v, %v, %v", stands, row, inserted, err)
+		}
+		if len(h.calls) != 0 {
+			t.Errorf("Refuse with %+v standing touched holds: %v", stands, h.calls)
+		}
+	}
 }

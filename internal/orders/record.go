@@ -56,6 +56,11 @@ type Record struct {
 	PlacedAt    *time.Time
 	DecidedAt   time.Time
 	PayloadHash string // Order.Hash of the payload decided on; "" when unknown
+	// HoldToken names the holds a confirmed row relied on (the token of the
+	// reserve that took them): Commit sells holds under it and gives back
+	// any other (docs/design.md, "The rule"). "" for rows that rely on no
+	// hold, and for rows written before rows had one.
+	HoldToken string
 	// Lines are sorted by SKU, one per SKU.
 	Lines []Line
 }

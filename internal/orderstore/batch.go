@@ -17,18 +17,18 @@ import (
 // their unique-index locks in the same order and cannot deadlock.
 const decideManySQL = `
 WITH input AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
-		AS t (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[])
+		AS t (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
 ), o AS (
-	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
-	SELECT order_id, NULLIF(customer_id, ''), status, reason, detail, placed_at, coalesce(decided_at, now()), payload_hash
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
+	SELECT order_id, NULLIF(customer_id, ''), status, reason, detail, placed_at, coalesce(decided_at, now()), payload_hash, hold_token
 	FROM input ORDER BY order_id
 	ON CONFLICT (order_id) DO NOTHING
 	RETURNING ` + recordColumns + `
 ), l AS (
 	INSERT INTO order_lines (order_id, sku, qty)
 	SELECT li.order_id, li.sku, li.qty
-	FROM unnest($9::text[], $10::text[], $11::bigint[]) AS li (order_id, sku, qty)
+	FROM unnest($10::text[], $11::text[], $12::bigint[]) AS li (order_id, sku, qty)
 	JOIN o ON o.order_id = li.order_id
 )
 SELECT * FROM o`
@@ -56,13 +56,13 @@ func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided 
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(recs[a].OrderID, recs[b].OrderID) })
 
 	n := len(order)
-	ids, customers, statuses, reasons, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ids, customers, statuses, reasons, details, hashes, tokens := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	placed, decidedAt := make([]*time.Time, n), make([]*time.Time, n)
 	var lineIDs, lineSKUs []string
 	var lineQtys []int64
 	for j, i := range order {
 		r := recs[i]
-		ids[j], customers[j], statuses[j], reasons[j], details[j], hashes[j] = r.OrderID, r.CustomerID, string(r.Status), r.Reason, r.Detail, r.PayloadHash
+		ids[j], customers[j], statuses[j], reasons[j], details[j], hashes[j], tokens[j] = r.OrderID, r.CustomerID, string(r.Status), r.Reason, r.Detail, r.PayloadHash, r.HoldToken
 		placed[j] = r.PlacedAt
 		if !r.DecidedAt.IsZero() {
 			decidedAt[j] = &r.DecidedAt
@@ -73,7 +73,7 @@ func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided 
 	}
 
 	inserted := map[string]orders.Record{}
-	rows, err := s.pool.Query(ctx, decideManySQL, ids, customers, statuses, reasons, details, placed, decidedAt, hashes,
+	rows, err := s.pool.Query(ctx, decideManySQL, ids, customers, statuses, reasons, details, placed, decidedAt, hashes, tokens,
 		lineIDs, lineSKUs, lineQtys)
 	if err == nil {
 		for rows.Next() {
@@ -115,13 +115,19 @@ func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided 
 	return out
 }
 
-const getManySQL = `
-SELECT o.order_id, coalesce(o.customer_id, ''), o.status, o.reason, o.detail, o.placed_at, o.decided_at, o.payload_hash,
-	coalesce(array_agg(l.sku ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}'),
-	coalesce(array_agg(l.qty ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}')
-FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
-WHERE o.order_id = ANY($1)
-GROUP BY o.order_id`
+// getColumns are a row's columns and its lines, sorted by SKU. The lines
+// are read per row through order_lines' primary key: a join with a GROUP BY
+// let the plan Postgres caches for the prepared statement hash-join the
+// whole order_lines table, which cost milliseconds per call once it held a
+// sale's worth of rows.
+const getColumns = recordColumns + `,
+	coalesce((SELECT array_agg(l.sku ORDER BY l.sku) FROM order_lines l WHERE l.order_id = o.order_id), '{}'),
+	coalesce((SELECT array_agg(l.qty ORDER BY l.sku) FROM order_lines l WHERE l.order_id = o.order_id), '{}')`
+
+const (
+	getOneSQL  = `SELECT ` + getColumns + ` FROM orders o WHERE o.order_id = $1`
+	getManySQL = `SELECT ` + getColumns + ` FROM orders o WHERE o.order_id = ANY($1)`
+)
 
 // getMany runs a batch of Get calls in one statement.
 func (s *Store) getMany(ctx context.Context, ids []string) []got {

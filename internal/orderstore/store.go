@@ -67,7 +67,7 @@ func New(pool *pgxpool.Pool) *Store {
 	return s
 }
 
-const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash`
+const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash, hold_token`
 
 // decideSQL inserts the row and its lines in one statement, so it is
 // atomic without a transaction and costs one round trip on the hot path.
@@ -75,13 +75,13 @@ const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, deta
 // orders row exists. On conflict the CTE inserts nothing and returns no row.
 const decideSQL = `
 WITH o AS (
-	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash)
-	VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, coalesce($7, now()), $8)
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
+	VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, coalesce($7, now()), $8, $9)
 	ON CONFLICT (order_id) DO NOTHING
 	RETURNING ` + recordColumns + `
 ), l AS (
 	INSERT INTO order_lines (order_id, sku, qty)
-	SELECT o.order_id, u.sku, u.qty FROM o, unnest($9::text[], $10::bigint[]) AS u (sku, qty)
+	SELECT o.order_id, u.sku, u.qty FROM o, unnest($10::text[], $11::bigint[]) AS u (sku, qty)
 )
 SELECT * FROM o`
 
@@ -119,7 +119,7 @@ func (s *Store) decideOne(ctx context.Context, rec orders.Record) (stands orders
 		decidedAt = &rec.DecidedAt
 	}
 	row := s.pool.QueryRow(ctx, decideSQL,
-		rec.OrderID, rec.CustomerID, string(rec.Status), rec.Reason, rec.Detail, rec.PlacedAt, decidedAt, rec.PayloadHash,
+		rec.OrderID, rec.CustomerID, string(rec.Status), rec.Reason, rec.Detail, rec.PlacedAt, decidedAt, rec.PayloadHash, rec.HoldToken,
 		skus, qtys)
 	stands, err = scanRecord(row, nil, nil)
 	switch {
@@ -151,7 +151,7 @@ func (s *Store) Get(ctx context.Context, orderID string) (orders.Record, error) 
 
 // getOne is Get in its own statement.
 func (s *Store) getOne(ctx context.Context, orderID string) (orders.Record, error) {
-	rows, err := s.pool.Query(ctx, getManySQL, []string{orderID})
+	rows, err := s.pool.Query(ctx, getOneSQL, orderID)
 	if err != nil {
 		return orders.Record{}, fmt.Errorf("get order %s: %w", orderID, err)
 	}
@@ -169,7 +169,7 @@ func (s *Store) getOne(ctx context.Context, orderID string) (orders.Record, erro
 func scanRecord(row pgx.Row, skus *[]string, qtys *[]int64) (orders.Record, error) {
 	var r orders.Record
 	var status string
-	dest := []any{&r.OrderID, &r.CustomerID, &status, &r.Reason, &r.Detail, &r.PlacedAt, &r.DecidedAt, &r.PayloadHash}
+	dest := []any{&r.OrderID, &r.CustomerID, &status, &r.Reason, &r.Detail, &r.PlacedAt, &r.DecidedAt, &r.PayloadHash, &r.HoldToken}
 	if skus != nil {
 		dest = append(dest, skus, qtys)
 	}

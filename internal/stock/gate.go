@@ -3,15 +3,14 @@ package stock
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stockgate/stockgate/internal/batch"
 	"github.com/stockgate/stockgate/lua"
 )
 
@@ -19,10 +18,6 @@ import (
 // it; the reserve script does not, since a larger quantity corrupts no
 // counter (the line is short, or takes what is there like any other).
 const MaxQty = 10000
-
-// compensateTimeout bounds the release of earlier slot groups after a later
-// group failed, which runs detached from the caller's context.
-const compensateTimeout = 5 * time.Second
 
 // DefaultRetention is how long a committed hold stays as a tombstone, so a
 // late retry of the same reserve finds it and does not decrement again.
@@ -91,7 +86,23 @@ type Config struct {
 	// Cluster forces the per-slot path: one script call per hash-slot group
 	// of an order's lines. It is set automatically for *redis.ClusterClient.
 	Cluster bool
+	// Batch bounds how concurrent Reserve and Commit calls are combined,
+	// each kind into one script call per hash slot. A call never waits for
+	// a batch to fill: at low load every call is a batch of one. MaxBatch
+	// counts orders (default DefaultMaxBatch); MaxInflight defaults to 2,
+	// Timeout to 5s.
+	Batch batch.Config
 }
+
+// DefaultMaxBatch bounds the orders one reserve or commit script call takes.
+// A script blocks Redis while it runs, Asynq's own dequeues included, so a
+// batch is also bounded by its lines (maxBatchLines).
+const DefaultMaxBatch = 64
+
+// maxBatchLines bounds the lines, summed over its orders, one script call
+// takes: about 5 µs of Redis time each, so a full call stays near a
+// millisecond.
+const maxBatchLines = 256
 
 // Gate is the stock gate over one Redis (or Redis Cluster). It is safe for
 // concurrent use by many goroutines and many processes.
@@ -99,16 +110,25 @@ type Gate struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
 	cluster   bool
+	reserves  *batch.Batcher[reserveReq, reserveRes]
+	commits   *batch.Batcher[commitReq, commitRes]
 }
 
 // New returns a Gate over rdb.
 func New(rdb redis.UniversalClient, cfg Config) *Gate {
 	_, isCluster := rdb.(*redis.ClusterClient)
-	return &Gate{
+	g := &Gate{
 		rdb:       rdb,
 		retention: cmp.Or(cfg.Retention, DefaultRetention),
 		cluster:   cfg.Cluster || isCluster,
 	}
+	bc := cfg.Batch
+	bc.MaxBatch = cmp.Or(bc.MaxBatch, DefaultMaxBatch)
+	bc.MaxInflight = cmp.Or(bc.MaxInflight, 2)
+	bc.Timeout = cmp.Or(bc.Timeout, 5*time.Second)
+	g.reserves = batch.New(bc, g.reserveMany)
+	g.commits = batch.New(bc, g.commitMany)
+	return g
 }
 
 // CheckLines validates an order's lines the way the scripts will: 1–50
@@ -140,7 +160,8 @@ func checkOrderID(orderID string) error {
 	return nil
 }
 
-// groups splits lines by cluster slot, in first-seen order. On a single node
+// groups splits lines by cluster slot, in slot order, so that every
+// delivery of an order takes its groups in the same order. On a single node
 // every line goes in one group, so the whole order is one atomic call.
 func (g *Gate) groups(lines []Line) [][]Line {
 	if !g.cluster {
@@ -148,6 +169,7 @@ func (g *Gate) groups(lines []Line) [][]Line {
 	}
 	var out [][]Line
 	idx := map[int]int{}
+	var slots []int
 	for _, l := range lines {
 		s := Slot(l.SKU)
 		i, ok := idx[s]
@@ -155,190 +177,20 @@ func (g *Gate) groups(lines []Line) [][]Line {
 			i = len(out)
 			idx[s] = i
 			out = append(out, nil)
+			slots = append(slots, s)
 		}
 		out[i] = append(out[i], l)
 	}
-	return out
-}
-
-// Reserve takes orderID's hold on every line until deadline, all or nothing.
-// A repeat with the same lines returns AlreadyHeld or AlreadyCommitted and
-// changes nothing; after a Release a new Reserve is a new attempt.
-//
-// Errors: *OutOfStockError, *NotStockedError, ErrConflict, ErrInvalid (none
-// of which changed anything), or a Redis error, after which the order may or
-// may not hold its lines and a retry of the same Reserve finds out.
-func (g *Gate) Reserve(ctx context.Context, orderID string, lines []Line, deadline time.Time) (Outcome, error) {
-	if err := checkOrderID(orderID); err != nil {
-		return 0, err
+	order := make([]int, len(out))
+	for i := range order {
+		order[i] = i
 	}
-	if err := CheckLines(lines); err != nil {
-		return 0, err
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(slots[a], slots[b]) })
+	sorted := make([][]Line, len(out))
+	for i, j := range order {
+		sorted[i] = out[j]
 	}
-	groups := g.groups(lines)
-	outcome := AlreadyHeld
-	for gi, grp := range groups {
-		o, err := g.reserveGroup(ctx, orderID, grp, deadline)
-		if err != nil {
-			if gi > 0 {
-				// Only reachable on a cluster: give back what earlier groups took.
-				var taken []string
-				for _, prev := range groups[:gi] {
-					for _, l := range prev {
-						taken = append(taken, l.SKU)
-					}
-				}
-				// The compensation runs even when ctx is what failed the
-				// later group; otherwise the stock waits for the sweeper.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensateTimeout)
-				_, rerr := g.Release(rctx, orderID, taken)
-				cancel()
-				if rerr != nil {
-					return 0, errors.Join(err, fmt.Errorf("release earlier slot groups: %w", rerr))
-				}
-			}
-			return 0, err
-		}
-		switch {
-		case o == AlreadyCommitted:
-			outcome = AlreadyCommitted
-		case o == Reserved && outcome != AlreadyCommitted:
-			outcome = Reserved
-		}
-	}
-	return outcome, nil
-}
-
-func (g *Gate) reserveGroup(ctx context.Context, orderID string, lines []Line, deadline time.Time) (Outcome, error) {
-	keys := make([]string, 0, 5*len(lines))
-	args := make([]any, 0, 2+len(lines))
-	args = append(args, orderID, strconv.FormatInt(deadline.UnixMilli(), 10))
-	for _, l := range lines {
-		keys = append(keys, lineKeys(l.SKU, orderID)...)
-		args = append(args, strconv.FormatInt(l.Qty, 10))
-	}
-	res, err := runInts(ctx, reserveScript, g.rdb, keys, args, 3)
-	if err != nil {
-		return 0, fmt.Errorf("reserve %s: %w", orderID, err)
-	}
-	code, line, n := res[0], res[1], res[2]
-	sku := func() string {
-		if line >= 1 && int(line) <= len(lines) {
-			return lines[line-1].SKU
-		}
-		return ""
-	}
-	switch code {
-	case 1:
-		return Reserved, nil
-	case 2:
-		return AlreadyHeld, nil
-	case 3:
-		return AlreadyCommitted, nil
-	case 0:
-		return 0, &OutOfStockError{SKU: sku(), Available: n}
-	case -1:
-		return 0, &NotStockedError{SKU: sku()}
-	case -3:
-		return 0, fmt.Errorf("%w: %s on %s", ErrConflict, orderID, sku())
-	case -2:
-		return 0, fmt.Errorf("%w: reserve script refused line %d (bad argument or corrupt counter)", ErrInvalid, line)
-	}
-	return 0, fmt.Errorf("reserve %s: unexpected script code %d", orderID, code)
-}
-
-// Release gives back what orderID's holds on skus recorded, once, and
-// returns the units given back. Missing and committed holds are left alone,
-// so a second Release, or a Release after Commit, changes nothing.
-func (g *Gate) Release(ctx context.Context, orderID string, skus []string) (int64, error) {
-	if err := checkOrderID(orderID); err != nil {
-		return 0, err
-	}
-	if err := checkSKUs(skus); err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, grp := range g.skuGroups(skus) {
-		res, err := runInts(ctx, releaseScript, g.rdb, holdKeys(orderID, grp), []any{orderID}, 2)
-		if err != nil {
-			return total, fmt.Errorf("release %s: %w", orderID, err)
-		}
-		if res[0] < 0 {
-			return total, fmt.Errorf("%w: release script refused its arguments or found a corrupt counter", ErrInvalid)
-		}
-		total += res[0]
-	}
-	return total, nil
-}
-
-// CommitResult reports what Commit did.
-type CommitResult struct {
-	// Units moved from held to sold by this call.
-	Units int64
-	// Missing counts SKUs on which the order had no hold at all: released
-	// earlier, or never reserved. Committed holds do not count here.
-	Missing int
-}
-
-// Commit turns orderID's holds on skus into sold units, once, and leaves a
-// tombstone for the gate's retention window.
-func (g *Gate) Commit(ctx context.Context, orderID string, skus []string) (CommitResult, error) {
-	var out CommitResult
-	if err := checkOrderID(orderID); err != nil {
-		return out, err
-	}
-	if err := checkSKUs(skus); err != nil {
-		return out, err
-	}
-	ret := strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10)
-	for _, grp := range g.skuGroups(skus) {
-		res, err := runInts(ctx, commitScript, g.rdb, holdKeys(orderID, grp), []any{orderID, ret}, 3)
-		if err != nil {
-			return out, fmt.Errorf("commit %s: %w", orderID, err)
-		}
-		if res[0] < 0 {
-			return out, fmt.Errorf("%w: commit script refused its arguments or found a corrupt counter", ErrInvalid)
-		}
-		out.Units += res[0]
-		out.Missing += int(res[2])
-	}
-	return out, nil
-}
-
-// checkSKUs validates the SKUs given to Release and Commit, which become
-// key names: a brace would move a key out of its SKU's slot.
-func checkSKUs(skus []string) error {
-	for _, s := range skus {
-		if err := CheckSKU(s); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (g *Gate) skuGroups(skus []string) [][]string {
-	skus = slices.Compact(slices.Sorted(slices.Values(skus)))
-	lines := make([]Line, len(skus))
-	for i, s := range skus {
-		lines[i] = Line{SKU: s}
-	}
-	var out [][]string
-	for _, grp := range g.groups(lines) {
-		s := make([]string, len(grp))
-		for i, l := range grp {
-			s[i] = l.SKU
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func holdKeys(orderID string, skus []string) []string {
-	keys := make([]string, 0, 5*len(skus))
-	for _, s := range skus {
-		keys = append(keys, lineKeys(s, orderID)...)
-	}
-	return keys
+	return sorted
 }
 
 // runInts runs a script and checks that it returned want integers.

@@ -144,6 +144,12 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 // The worker logs it at start so an operator can tell why Jaeger is empty.
 func (t *Telemetry) Exporter() string { return t.exporter }
 
+// Exporting reports whether spans leave the process. Instrumentation that
+// costs CPU on every call (a Redis hook) is worth adding only then.
+func (t *Telemetry) Exporting() bool {
+	return t.exporter != ExporterNone && t.exporter != ExporterDisabled
+}
+
 // Shutdown flushes buffered spans and stops the providers. Call it before
 // the process exits, or short-lived commands (enqueue) lose their spans.
 func (t *Telemetry) Shutdown(ctx context.Context) error {

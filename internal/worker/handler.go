@@ -26,7 +26,7 @@ var ErrStockNotLoaded = errors.New("stock not loaded")
 // Gate is what the handler needs from the stock gate (*stock.Gate).
 type Gate interface {
 	orders.Holds
-	Reserve(ctx context.Context, orderID string, lines []stock.Line, deadline time.Time) (stock.Outcome, error)
+	Reserve(ctx context.Context, orderID string, lines []stock.Line, deadline time.Time) (stock.Reservation, error)
 }
 
 // Store is what the handler needs from the order store (*orderstore.Store).
@@ -172,7 +172,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.WarnContext(ctx, "order archived: no usable order id", "reason", inv.Error())
 			return fmt.Errorf("%s: %w", inv.Error(), asynq.SkipRetry)
 		}
-		return h.reject(ctx, orders.Order{OrderID: inv.OrderID}, inv.Error(), "", start)
+		return h.reject(ctx, orders.Order{OrderID: inv.OrderID}, inv.Error(), "", start, false)
 	}
 	if err := h.attempt(ctx, o, start); err != nil {
 		return err
@@ -227,35 +227,40 @@ func (h *Handler) attempt(ctx context.Context, o orders.Order, start time.Time) 
 // place runs steps 2 to 6 of the flow. A nil error means the order's
 // terminal row stands and its holds follow it.
 func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) error {
-	// Step 2: a row already stands (a redelivery, a retry after a crash, or
-	// the sweeper got there first). Reserving now could take stock again for
-	// an order whose tombstone has expired, so follow the row instead.
-	row, err := h.lookup(ctx, o.OrderID)
-	switch {
-	case err == nil:
-		if row.PayloadHash != "" && row.PayloadHash != o.Hash() {
-			h.m.conflicts.Add(ctx, 1)
-			h.log.WarnContext(ctx, "order conflict: another payload with this id already stands; dropping this one",
-				"order_id", o.OrderID, "status", row.Status)
+	// Step 2: a retry (a failed attempt, or a lease that expired under a
+	// worker that died) may find a row standing; it then follows the row.
+	// A first attempt skips the lookup, the hot path's one Postgres read:
+	// the reserve says whether the hold is new, and the insert says whether
+	// a row stood, with the token of the holds it relied on (Settle).
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+		row, err := h.lookup(ctx, o.OrderID)
+		switch {
+		case err == nil:
+			if row.PayloadHash != "" && row.PayloadHash != o.Hash() {
+				h.m.conflicts.Add(ctx, 1)
+				h.log.WarnContext(ctx, "order conflict: another payload with this id already stands; dropping this one",
+					"order_id", o.OrderID, "status", row.Status)
+			}
+			_, err := h.flow.Settle(ctx, row, o.SKUs())
+			return err
+		case !errors.Is(err, orders.ErrNotFound):
+			return fmt.Errorf("look up order: %w", err)
 		}
-		_, err := h.flow.Settle(ctx, row, o.SKUs())
-		return err
-	case !errors.Is(err, orders.ErrNotFound):
-		return fmt.Errorf("look up order: %w", err)
 	}
 
 	// Step 3: per-customer rate limit.
 	if h.cfg.RateLimit > 0 {
 		if err := h.rateLimit(ctx, o); errors.Is(err, stock.ErrRateLimited) {
-			return h.reject(ctx, o, orders.ReasonRateLimited, "", start)
+			return h.reject(ctx, o, orders.ReasonRateLimited, "", start, false)
 		} else if err != nil {
 			return err
 		}
 	}
 
 	// Step 4: reserve every line in one script call.
-	if err := h.reserve(ctx, o); err != nil {
-		return h.refused(ctx, o, err, start)
+	res, err := h.reserve(ctx, o)
+	if err != nil {
+		return h.refused(ctx, o, res, err, start)
 	}
 	if err := h.mark("after_reserve"); err != nil {
 		return err
@@ -263,18 +268,18 @@ func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) er
 
 	// Steps 5 and 6: record confirmed, if no row stands yet, and the holds
 	// follow the row: commit ours, or do what the winner says.
-	return h.conclude(ctx, o, orders.Record{Status: orders.StatusConfirmed}, start)
+	return h.conclude(ctx, o, orders.Record{Status: orders.StatusConfirmed, HoldToken: res.Token}, start)
 }
 
 // refused handles a reserve that did not take the stock: a business
 // refusal becomes a rejected row, a SKU Redis lost is retried (fail
 // closed), and anything else is an infrastructure error for Asynq to retry.
-func (h *Handler) refused(ctx context.Context, o orders.Order, err error, start time.Time) error {
+func (h *Handler) refused(ctx context.Context, o orders.Order, res stock.Reservation, err error, start time.Time) error {
 	var oos *stock.OutOfStockError
 	var ns *stock.NotStockedError
 	switch {
 	case errors.As(err, &oos):
-		return h.reject(ctx, o, orders.ReasonOutOfStock, fmt.Sprintf("%s has %d available", oos.SKU, oos.Available), start)
+		return h.reject(ctx, o, orders.ReasonOutOfStock, fmt.Sprintf("%s has %d available", oos.SKU, oos.Available), start, res.Partial)
 	case errors.As(err, &ns):
 		// A SKU the catalogue knows but Redis does not means Redis lost
 		// its counters. Retry until stockctl rebuild restores them;
@@ -288,7 +293,7 @@ func (h *Handler) refused(ctx context.Context, o orders.Order, err error, start 
 				"order_id", o.OrderID, "sku", ns.SKU)
 			return fmt.Errorf("%w: %s is catalogued in Postgres but has no counters in Redis", ErrStockNotLoaded, ns.SKU)
 		}
-		return h.reject(ctx, o, orders.ReasonUnknownSKU, ns.SKU+" was never stocked", start)
+		return h.reject(ctx, o, orders.ReasonUnknownSKU, ns.SKU+" was never stocked", start, res.Partial)
 	case errors.Is(err, stock.ErrConflict):
 		// Another payload with this id holds different lines right now.
 		// It decides the row; this one is dropped, not retried.
@@ -296,16 +301,28 @@ func (h *Handler) refused(ctx context.Context, o orders.Order, err error, start 
 		h.log.WarnContext(ctx, "order conflict: this id holds other lines; dropping this payload", "order_id", o.OrderID)
 		return nil
 	case errors.Is(err, stock.ErrInvalid):
-		return h.reject(ctx, o, "invalid: "+err.Error(), "", start)
+		return h.reject(ctx, o, "invalid: "+err.Error(), "", start, res.Partial)
 	}
 	return err
 }
 
-// reject records the order rejected, unless a row already stands, and its
-// holds then follow the row that stands (orders.Flow.Conclude).
-func (h *Handler) reject(ctx context.Context, o orders.Order, reason, detail string, start time.Time) error {
-	err := h.conclude(ctx, o, orders.Record{Status: orders.StatusRejected, Reason: reason, Detail: detail}, start)
-	if err == nil {
+// reject records the order rejected, unless a row already stands. When
+// the delivery may hold something (held: a reserve that took some slot
+// groups before one refused) the holds then follow the row that stands
+// (orders.Flow.Conclude); otherwise nothing is held and nothing is settled
+// (orders.Flow.Refuse).
+func (h *Handler) reject(ctx context.Context, o orders.Order, reason, detail string, start time.Time, held bool) error {
+	rec := h.record(o, orders.Record{Status: orders.StatusRejected, Reason: reason, Detail: detail})
+	var row orders.Record
+	var inserted bool
+	var err error
+	if held {
+		row, inserted, _, err = h.flow.Conclude(ctx, rec, o.SKUs())
+	} else {
+		row, inserted, err = h.flow.Refuse(ctx, rec)
+	}
+	if inserted {
+		h.m.decided(ctx, string(row.Status), row.Reason, start, h.cfg.Now())
 		// Debug, not info: a sold-out sale rejects thousands a second, and
 		// the row already says why.
 		h.log.DebugContext(ctx, "order rejected", "order_id", o.OrderID, "reason", reason, "detail", detail)
@@ -313,14 +330,19 @@ func (h *Handler) reject(ctx context.Context, o orders.Order, reason, detail str
 	return err
 }
 
-// conclude fills rec from the order, records it unless a row stands, and
-// makes the order's holds follow the row that stands.
-func (h *Handler) conclude(ctx context.Context, o orders.Order, rec orders.Record, start time.Time) error {
+// record fills rec from the order.
+func (h *Handler) record(o orders.Order, rec orders.Record) orders.Record {
 	rec.OrderID, rec.CustomerID, rec.PlacedAt, rec.Lines = o.OrderID, o.CustomerID, o.PlacedAt, o.Lines
 	if len(o.Lines) > 0 {
 		rec.PayloadHash = o.Hash()
 	}
-	row, inserted, _, err := h.flow.Conclude(ctx, rec, o.SKUs())
+	return rec
+}
+
+// conclude fills rec from the order, records it unless a row stands, and
+// makes the order's holds follow the row that stands.
+func (h *Handler) conclude(ctx context.Context, o orders.Order, rec orders.Record, start time.Time) error {
+	row, inserted, _, err := h.flow.Conclude(ctx, h.record(o, rec), o.SKUs())
 	if inserted {
 		h.m.decided(ctx, string(row.Status), row.Reason, start, h.cfg.Now())
 	}
@@ -346,18 +368,18 @@ func (h *Handler) rateLimit(ctx context.Context, o orders.Order) error {
 	return err
 }
 
-func (h *Handler) reserve(ctx context.Context, o orders.Order) error {
+func (h *Handler) reserve(ctx context.Context, o orders.Order) (stock.Reservation, error) {
 	ctx, span := h.tr.Start(ctx, "order.reserve", trace.WithAttributes(
 		attribute.String("order.id", o.OrderID), attribute.Int("order.lines", len(o.Lines))))
 	defer span.End()
 	t0 := time.Now()
-	outcome, err := h.gate.Reserve(ctx, o.OrderID, o.StockLines(), h.cfg.Now().Add(h.cfg.HoldTTL))
+	res, err := h.gate.Reserve(ctx, o.OrderID, o.StockLines(), h.cfg.Now().Add(h.cfg.HoldTTL))
 	h.m.reserveSeconds.Record(ctx, time.Since(t0).Seconds())
 	if err == nil {
-		span.SetAttributes(attribute.String("order.outcome", outcome.String()))
+		span.SetAttributes(attribute.String("order.outcome", res.Outcome.String()))
 	}
 	endSpan(span, err)
-	return err
+	return res, err
 }
 
 func (h *Handler) lookup(ctx context.Context, orderID string) (orders.Record, error) {

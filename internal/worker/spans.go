@@ -43,15 +43,20 @@ type tracedHolds struct {
 	log   *slog.Logger
 }
 
-func (t tracedHolds) Commit(ctx context.Context, orderID string, skus []string) (stock.CommitResult, error) {
+func (t tracedHolds) Commit(ctx context.Context, orderID, token string, skus []string) (stock.CommitResult, error) {
 	ctx, span := t.tr.Start(ctx, "order.commit", trace.WithAttributes(attribute.String("order.id", orderID)))
 	defer span.End()
-	res, err := t.holds.Commit(ctx, orderID, skus)
+	res, err := t.holds.Commit(ctx, orderID, token, skus)
 	endSpan(span, err)
 	if err != nil {
 		return res, err
 	}
-	span.SetAttributes(attribute.Int64("stock.units", res.Units))
+	span.SetAttributes(attribute.Int64("stock.units", res.Units), attribute.Int64("stock.units_released", res.Released))
+	if res.Released > 0 {
+		// A delivery the row did not rely on took these (its old hold's
+		// tombstone had expired, or Redis lost it): given back, never sold.
+		t.log.WarnContext(ctx, "confirmed order: gave back a hold a later delivery took", "order_id", orderID, "units", res.Released)
+	}
 	if res.Missing > 0 {
 		// A confirmed order whose hold is gone means its units went back to
 		// available: reconcile will show the drift. Say so loudly.
