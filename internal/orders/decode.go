@@ -302,7 +302,7 @@ func scanTop(b []byte) topLevel {
 	dec := jsontext.NewDecoder(bytes.NewReader(b), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	err := func() error {
 		if dec.PeekKind() != '{' {
-			return dec.SkipValue()
+			return skip(dec)
 		}
 		if _, err := dec.ReadToken(); err != nil {
 			return err
@@ -324,7 +324,7 @@ func scanTop(b []byte) topLevel {
 					continue
 				}
 			}
-			if err := dec.SkipValue(); err != nil {
+			if err := skip(dec); err != nil {
 				return err
 			}
 		}
@@ -334,16 +334,49 @@ func scanTop(b []byte) topLevel {
 		s.end = dec.InputOffset()
 		return nil
 	}()
-	if err != nil {
-		serr, ok := errors.AsType[*jsontext.SyntacticError](err)
-		if !ok || errors.Is(err, io.ErrUnexpectedEOF) {
-			// io.EOF or io.ErrUnexpectedEOF: the input ended too soon.
-			serr = &jsontext.SyntacticError{ByteOffset: int64(len(b)), Err: io.ErrUnexpectedEOF}
-		}
+	var deep *tooDeep
+	serr, isSyntax := errors.AsType[*jsontext.SyntacticError](err)
+	switch {
+	case errors.As(err, &deep):
+		// Not malformed, only not worth reading into: the library has
+		// refused the value around it without reading it.
+		s.errAt, s.malformed = deep.at, fmt.Sprintf("JSON nested deeper than %d levels", maxDepth)
+	case isSyntax && !errors.Is(err, io.ErrUnexpectedEOF):
 		s.errAt, s.malformed = serr.ByteOffset, malformed(serr)
+	case err != nil: // io.EOF or io.ErrUnexpectedEOF: the input ended too soon
+		eof := &jsontext.SyntacticError{ByteOffset: int64(len(b)), Err: io.ErrUnexpectedEOF}
+		s.errAt, s.malformed = eof.ByteOffset, malformed(eof)
 	}
 	if ids == 1 && checkID("order_id", id) == "" {
 		s.id = id
 	}
 	return s
+}
+
+// maxDepth is as deep as the lenient read follows a value. A valid order
+// nests three deep; without a bound, 64 KiB of '[' cost a millisecond and
+// half a megabyte to read through, which the library's own Unmarshal never
+// does: it refuses a value of the wrong kind before reading into it.
+const maxDepth = 32
+
+// tooDeep stops the lenient read at maxDepth.
+type tooDeep struct{ at int64 }
+
+func (e *tooDeep) Error() string { return "too deep" }
+
+// skip reads past the next value, as SkipValue does, but token by token, so
+// that it can stop at maxDepth.
+func skip(dec *jsontext.Decoder) error {
+	base := dec.StackDepth()
+	for {
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+		switch d := dec.StackDepth(); {
+		case d == base:
+			return nil
+		case d > base+maxDepth:
+			return &tooDeep{at: dec.InputOffset()}
+		}
+	}
 }
