@@ -7,11 +7,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stockgate/stockgate/internal/orders/ordertest"
@@ -19,6 +21,9 @@ import (
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzDecode/hostile-* from ordertest.Hostile")
+
+// surrogateEscape matches an escape of half a UTF-16 surrogate pair.
+var surrogateEscape = regexp.MustCompile(`\\u[dD][89abcdefABCDEF]`)
 
 // seedDir is where `go test` reads FuzzDecode's committed corpus from, and
 // where `go test -fuzz` writes any failing input it finds.
@@ -54,9 +59,13 @@ func FuzzDecode(f *testing.F) {
 			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") || len(msg) > maxErrorLen || !utf8.ValidString(msg) {
 				t.Fatalf("Decode(%q).Error() = %q, want one valid UTF-8 line of at most %d bytes", b, msg, maxErrorLen)
 			}
-			// The parser is ours: encoding/json is the oracle for syntax.
-			if strings.HasPrefix(inv.Reason, "malformed JSON") && json.Valid(b) {
+			// encoding/json is the oracle for syntax.
+			malformed := strings.HasPrefix(inv.Reason, "malformed JSON") || inv.Reason == "trailing data after the JSON object"
+			if malformed && json.Valid(b) {
 				t.Fatalf("Decode(%q) = %v, but encoding/json finds the JSON valid", b, err)
+			}
+			if strings.HasSuffix(inv.Reason, "escapes a lone surrogate") && !surrogateEscape.Match(b) {
+				t.Fatalf("Decode(%q) = %v, but the payload escapes no surrogate", b, err)
 			}
 			return
 		}
@@ -106,33 +115,53 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// FuzzString holds the decoder's string reader to encoding/json's: same
-// text for every valid JSON string literal, and a refusal for every invalid
-// one. (On invalid UTF-8 the two differ by design: encoding/json makes it
-// U+FFFD, Decode refuses the payload.)
+// FuzzString holds the decoder's reading of strings to encoding/json's:
+// for every JSON string literal as a customer_id, Decode reads the same
+// text, or refuses it with the reason that text deserves, and refuses
+// every literal that is not one JSON string. (On escapes of a lone UTF-16
+// surrogate the two differ by design: encoding/json makes them U+FFFD,
+// Decode refuses them as it refuses invalid UTF-8.)
 //
 //	go test -run '^$' -fuzz FuzzString -fuzztime 1m ./internal/orders/
 func FuzzString(f *testing.F) {
 	for _, s := range []string{`"abc"`, `"a\"b\\c\/d\b\f\n\r\t"`, `"\u0041\u00e9\u20ac"`, `"\ud83d\ude00"`,
-		`"\ud800"`, `"\udc00\ud800x"`, `"\ud800\u0041"`, `"\ud800\ud800\udc00"`, `"\u12"`, `"\x"`, "\"a\tb\"", `"é"`, `"`} {
+		`"\ud800"`, `"\udc00\ud800x"`, `"\ud800\u0041"`, `"\ud800\ud800\udc00"`, `"\u12"`, `"\x"`, "\"a\tb\"", `"é"`, `"`,
+		`"c-1"`, `"c\u002d1"`, `""`, `"\ufffd"`} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) == 0 || b[0] != '"' || !utf8.Valid(b) {
+	f.Fuzz(func(t *testing.T, lit []byte) {
+		if len(lit) == 0 || lit[0] != '"' || !utf8.Valid(lit) {
 			return
 		}
-		d := decoder{b: b}
-		got, ok := d.str()
-		complete := ok && d.peek() == 0 && d.i == len(b) // encoding/json allows trailing space
+		o, err := Decode([]byte(`{"order_id":"o-1","customer_id":` + string(lit) + `,"lines":[{"sku":"A","qty":1}]}`))
 		var want string
-		err := json.Unmarshal(b, &want)
+		if stdErr := json.Unmarshal(lit, &want); stdErr != nil {
+			if err == nil {
+				t.Fatalf("Decode(customer_id %s) = %q, but encoding/json refuses the literal: %v", lit, o.CustomerID, stdErr)
+			}
+			return
+		}
+		var inv *InvalidError
 		switch {
-		case err == nil && !complete:
-			t.Fatalf("str(%q) = %q, ok %v, read %d of %d bytes; encoding/json reads %q", b, got, ok, d.i, len(b), want)
-		case err == nil && got != want:
-			t.Fatalf("str(%q) = %q, encoding/json reads %q", b, got, want)
-		case err != nil && complete:
-			t.Fatalf("str(%q) = %q, but encoding/json refuses it: %v", b, got, err)
+		case err == nil:
+			if o.CustomerID != want {
+				t.Fatalf("Decode(customer_id %s) = %q, encoding/json reads %q", lit, o.CustomerID, want)
+			}
+			return
+		case !errors.As(err, &inv):
+			t.Fatalf("Decode(customer_id %s) = %T %v, want an *InvalidError", lit, err, err)
+		}
+		wantReason := checkID("customer_id", want)
+		switch {
+		case want == "":
+			wantReason = "customer_id must not be empty"
+		case !jsontext.Value(lit).IsValid():
+			wantReason = "customer_id is not valid UTF-8: it escapes a lone surrogate"
+		case wantReason == "":
+			t.Fatalf("Decode(customer_id %s) = %v, but encoding/json reads a valid id %q", lit, err, want)
+		}
+		if inv.Reason != wantReason {
+			t.Fatalf("Decode(customer_id %s) reason = %q, want %q (encoding/json reads %q)", lit, inv.Reason, wantReason, want)
 		}
 	})
 }
@@ -140,7 +169,7 @@ func FuzzString(f *testing.F) {
 // TestFuzzSeedsMatchCatalogue keeps the committed corpus in step with
 // ordertest.Hostile. After changing the catalogue, run
 //
-//	go test -run TestFuzzSeedsMatchCatalogue -update-seeds ./internal/orders/
+//	go test ./internal/orders/ -run TestFuzzSeedsMatchCatalogue -args -update-seeds
 func TestFuzzSeedsMatchCatalogue(t *testing.T) {
 	t.Parallel()
 

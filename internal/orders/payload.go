@@ -3,7 +3,6 @@ package orders
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
 
 	"github.com/stockgate/stockgate/internal/stock"
 )
@@ -36,6 +37,9 @@ const (
 	// maxQuoted is how much of an offending value a reason quotes: enough
 	// to recognise it, never enough to flood a log line or a column.
 	maxQuoted = 40
+	// maxReason bounds a whole reason, so that "invalid: " and the reason
+	// stay under 200 bytes even when every quoted character is escaped.
+	maxReason = 180
 )
 
 // Line is one SKU and quantity of an order.
@@ -70,55 +74,75 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string { return "invalid: " + e.Reason }
 
+// invalid is the one way an *InvalidError is made, so that every reason is
+// bounded: a quote of 40 escaped emoji alone would run to 400 bytes. Reasons
+// are ASCII, so the cut cannot split a character.
+func invalid(orderID, reason string) *InvalidError {
+	if len(reason) > maxReason {
+		reason = reason[:maxReason-3] + "..."
+	}
+	return &InvalidError{OrderID: orderID, Reason: reason}
+}
+
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 
 // Validate checks an order against DESIGN.md: ids and SKUs of 1-64 allowed
 // characters, 1-50 lines, each qty in 1..MaxQty and, after lines naming the
-// same SKU are merged, each SKU's total in 1..MaxQty too. The error is an
-// *InvalidError. Decode calls it; the client calls it before enqueueing.
+// same SKU are merged, each SKU's total in 1..MaxQty too. A zero field is
+// an absent one: "order_id is required". The error is an *InvalidError.
+// Decode calls it, after the library has checked the payload's shape; the
+// client calls it before enqueueing.
 func (o Order) Validate() error {
-	invalid := func(reason string) error {
-		e := &InvalidError{Reason: reason}
+	refuse := func(reason string) error {
+		id := ""
 		if checkID("order_id", o.OrderID) == "" {
-			e.OrderID = o.OrderID
+			id = o.OrderID
 		}
-		return e
+		return invalid(id, reason)
 	}
 	if r := checkID("order_id", o.OrderID); r != "" {
-		return invalid(r)
+		return refuse(r)
 	}
 	if r := checkID("customer_id", o.CustomerID); r != "" {
-		return invalid(r)
+		return refuse(r)
 	}
 	switch {
+	case o.Lines == nil:
+		return refuse("lines is required")
 	case len(o.Lines) == 0:
-		return invalid(fmt.Sprintf("lines is empty, want 1-%d lines", MaxLines))
+		return refuse(fmt.Sprintf("lines is empty, want 1-%d lines", MaxLines))
 	case len(o.Lines) > MaxLines:
-		return invalid(fmt.Sprintf("lines has %d lines, max %d", len(o.Lines), MaxLines))
+		return refuse(fmt.Sprintf("lines has %d lines, max %d", len(o.Lines), MaxLines))
 	}
 	for i, l := range o.Lines {
 		if r := checkSKU(i, l.SKU); r != "" {
-			return invalid(r)
+			return refuse(r)
 		}
-		if l.Qty < 1 || l.Qty > MaxQty {
-			return invalid(fmt.Sprintf("lines[%d].qty must be an integer from 1 to %d, got %d", i, MaxQty, l.Qty))
+		switch {
+		case l.Qty == 0:
+			return refuse(fmt.Sprintf("lines[%d].qty is required", i))
+		case l.Qty < 1 || l.Qty > MaxQty:
+			return refuse(fmt.Sprintf("lines[%d].qty %s, got %d", i, qtyRule, l.Qty))
 		}
 	}
 	// Checking line by line would let two lines of 6000 ask for 12000.
 	for _, l := range o.Normalize().Lines {
 		if l.Qty > MaxQty {
-			return invalid(fmt.Sprintf("sku %s totals %d across its lines, max %d", l.SKU, l.Qty, MaxQty))
+			return refuse(fmt.Sprintf("sku %s totals %d across its lines, max %d", l.SKU, l.Qty, MaxQty))
 		}
 	}
 	if o.PlacedAt != nil {
 		// JSON and RFC 3339 have four-digit years; Encode could not write others.
 		if y := o.PlacedAt.Year(); y < 0 || y > 9999 {
-			return invalid(fmt.Sprintf("placed_at year %d is outside 0000-9999", y))
+			return refuse(fmt.Sprintf("placed_at year %d is outside 0000-9999", y))
 		}
 	}
 	return nil
 }
+
+// qtyRule is what a qty must be, as Validate and the decoder both say it.
+var qtyRule = fmt.Sprintf("must be an integer from 1 to %d", MaxQty)
 
 // Normalize returns a copy of o in which lines naming the same SKU are
 // merged into the first of them, their quantities summed. Line order is
@@ -222,7 +246,7 @@ func Encode(o Order) ([]byte, error) {
 	if len(b) > MaxPayloadBytes {
 		// Unreachable with today's bounds (50 lines of 64-byte SKUs), kept so
 		// that loosening a bound cannot make Encode write what Decode refuses.
-		return nil, &InvalidError{OrderID: o.OrderID, Reason: fmt.Sprintf("payload is %d bytes, max %d", len(b), MaxPayloadBytes)}
+		return nil, invalid(o.OrderID, fmt.Sprintf("payload is %d bytes, max %d", len(b), MaxPayloadBytes))
 	}
 	return b, nil
 }
@@ -237,12 +261,14 @@ func CheckID(id string) error {
 }
 
 // checkID returns "" when s is 1-64 characters of [A-Za-z0-9_.:-], and
-// otherwise the reason.
+// otherwise the reason. An empty id is an absent one: the decoder has
+// already refused an empty string written in the payload.
 func checkID(field, s string) string {
 	if s == "" {
-		return field + " must not be empty"
+		return field + " is required"
 	}
-	if len(s) > maxIDLen {
+	// 64 characters or fewer in more bytes: a non-ASCII one, refused below.
+	if len(s) > maxIDLen && utf8.RuneCountInString(s) > maxIDLen {
 		return fmt.Sprintf("%s must be at most %d characters, got %d", field, maxIDLen, utf8.RuneCountInString(s))
 	}
 	for i := 0; i < len(s); i++ {
@@ -258,31 +284,16 @@ func idByte(c byte) bool {
 		c == '_' || c == '.' || c == ':' || c == '-'
 }
 
-// checkSKU is stock.CheckSKU's rule, [A-Za-z0-9_.-]{1,64}, with this
-// package's messages and without its regexp, which cost a fifth of Decode.
-// Braces in particular would move a key's Redis Cluster hash slot. A test
-// holds the two to the same answers.
+// checkSKU is the stock gate's SKU rule with the line it is on; an empty
+// SKU is an absent one, as in checkID.
 func checkSKU(line int, s string) string {
-	switch {
-	case s == "":
-		return fmt.Sprintf("lines[%d].sku must not be empty", line)
-	case len(s) > maxIDLen:
-		return fmt.Sprintf("lines[%d].sku must be at most %d characters, got %d", line, maxIDLen, utf8.RuneCountInString(s))
+	if s == "" {
+		return fmt.Sprintf("lines[%d].sku is required", line)
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == ':' || !idByte(c) {
-			return fmt.Sprintf("lines[%d].sku must be characters of A-Z a-z 0-9 _ . -, got %s", line, quote(s))
-		}
+	if r := stock.SKUReason(s); r != "" {
+		return fmt.Sprintf("lines[%d].sku %s", line, r)
 	}
 	return ""
-}
-
-// in says where a key is: nothing at the top level, " in lines[i]" in a line.
-func in(line int) string {
-	if line < 0 {
-		return ""
-	}
-	return " in lines[" + strconv.Itoa(line) + "]"
 }
 
 // quote quotes at most maxQuoted characters of s on one line, in ASCII:

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
@@ -22,17 +21,6 @@ const MaxQty = 10000
 // DefaultRetention is how long a committed hold stays as a tombstone, so a
 // late retry of the same reserve finds it and does not decrement again.
 const DefaultRetention = 24 * time.Hour
-
-var skuRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// CheckSKU reports whether sku is 1–64 characters of [A-Za-z0-9_.-]. Braces
-// in particular are refused: they would move the key's cluster hash slot.
-func CheckSKU(sku string) error {
-	if !skuRE.MatchString(sku) {
-		return fmt.Errorf("%w: sku %q must be 1-64 characters of A-Z a-z 0-9 _ . -", ErrInvalid, sku)
-	}
-	return nil
-}
 
 // Scripts, each a redis.Script: Run sends EVALSHA and falls back to EVAL on
 // NOSCRIPT, so a SCRIPT FLUSH or a restarted Redis costs one extra round trip.
