@@ -48,6 +48,7 @@ type benchConfig struct {
 	enqueueConc  int
 	appendfsync  string
 	profile      bool
+	cpuProfile   string
 	keep         bool
 	pollInterval time.Duration
 }
@@ -67,6 +68,7 @@ func main() {
 	fs.StringVar(&c.appendfsync, "appendfsync", cmp.Or(os.Getenv("APPENDFSYNC"), "everysec"), "Redis appendfsync: always, everysec or no [APPENDFSYNC]")
 	fs.DurationVar(&c.pollInterval, "poll-interval", 0, "the worker's --poll-interval (default: the worker's default)")
 	fs.BoolVar(&c.profile, "profile", false, "also print pg_stat_statements' top statements and Redis INFO commandstats for the pipeline run")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the worker during the peak run to this file (go tool pprof)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data) instead of removing it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -339,7 +341,18 @@ func (e *env) pipeline(ctx context.Context, bin string, c benchConfig, logf func
 	if _, err := e.runCmd(ctx, stockctl, "set", "BENCH-SKU", strconv.Itoa(100*c.buyers)); err != nil {
 		return peak, half, err
 	}
-	args := []string{"--admin-addr", "127.0.0.1:0", "--concurrency", strconv.Itoa(c.concurrency)}
+	admin := "127.0.0.1:0"
+	if c.cpuProfile != "" {
+		port, err := devsvc.FreePort(0)
+		if err != nil {
+			return peak, half, err
+		}
+		admin = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	args := []string{"--admin-addr", admin, "--concurrency", strconv.Itoa(c.concurrency)}
+	if c.cpuProfile != "" {
+		args = append(args, "--pprof")
+	}
 	if c.loops > 0 {
 		args = append(args, "--dequeue-loops", strconv.Itoa(c.loops))
 	}
@@ -392,8 +405,19 @@ func (e *env) pipeline(ctx context.Context, bin string, c benchConfig, logf func
 		return peak, half, err
 	}
 	logf("pipeline: peak, %d orders", c.buyers)
+	var profiled chan error
+	if c.cpuProfile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- fetchProfile(ctx, "http://"+admin+"/debug/pprof/profile?seconds=4", c.cpuProfile) }()
+	}
 	if peak, err = sale(c.buyers); err != nil {
 		return peak, half, err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return peak, half, fmt.Errorf("cpu profile: %w", err)
+		}
+		logf("worker CPU profile of the peak run's first 4s in %s", c.cpuProfile)
 	}
 	rate := max(int(peak.perSec()/2), 1)
 	n := cmp.Or(c.rateBuyers, max(2000, 15*rate))
@@ -511,4 +535,25 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }

@@ -70,9 +70,10 @@ func New(pool *pgxpool.Pool) *Store {
 const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash, hold_token`
 
 // decideSQL inserts the row and its lines in one statement, so it is
-// atomic without a transaction and costs one round trip on the hot path.
-// The lines' foreign key is checked at the end of the statement, after the
-// orders row exists. On conflict the CTE inserts nothing and returns no row.
+// atomic without a transaction and costs one round trip on the hot path:
+// lines never stand without their row, which is why order_lines needs no
+// foreign key (migration 00004). On conflict the CTE inserts nothing and
+// returns no row.
 const decideSQL = `
 WITH o AS (
 	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)

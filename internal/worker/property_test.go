@@ -59,26 +59,33 @@ var (
 )
 
 // attemptContexts returns contexts carrying Asynq's task metadata for the
-// first attempt of a task with retries left, and for a last attempt (retry
-// count == max retry), which is what sends the handler down the
-// retries-exhausted path. Asynq keeps that metadata under a key in an
+// first attempt of a task with retries left, for a retry (retry count 1 of
+// 3: a failed attempt, or a lease that expired under a worker that died,
+// which is what makes the handler look the row up first), and for a last
+// attempt (retry count == max retry), which is what sends the handler down
+// the retries-exhausted path. Asynq keeps that metadata under a key in an
 // internal package and sets it only in its processor, so a real server runs
-// one throwaway task of each kind; the test keeps the values of the contexts
-// it was handed, without their deadlines.
-func attemptContexts(t *testing.T, ropt asynq.RedisClientOpt) (first, last context.Context) {
+// throwaway tasks of each kind; the test keeps the values of the contexts it
+// was handed, without their deadlines.
+func attemptContexts(t *testing.T, ropt asynq.RedisClientOpt) (first, retry, last context.Context) {
 	t.Helper()
 	const typ, queue = "prop:capture", "prop-capture"
-	got := make(chan context.Context, 2)
+	got := make(chan context.Context, 3)
 	srv := asynq.NewServer(ropt, asynq.Config{
 		Concurrency:       1,
 		Queues:            map[string]int{queue: 1},
 		LogLevel:          asynq.ErrorLevel,
 		TaskCheckInterval: 10 * time.Millisecond,
 		ShutdownTimeout:   5 * time.Second,
+		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
 	})
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(typ, func(ctx context.Context, _ *asynq.Task) error {
+	mux.HandleFunc(typ, func(ctx context.Context, task *asynq.Task) error {
 		got <- context.WithoutCancel(ctx)
+		// The task with retries fails once, so that it comes back as a retry.
+		if n, _ := asynq.GetRetryCount(ctx); n == 0 && string(task.Payload()) == "3" {
+			return errors.New("fail once, to be retried")
+		}
 		return nil
 	})
 	if err := srv.Start(mux); err != nil {
@@ -93,13 +100,15 @@ func attemptContexts(t *testing.T, ropt asynq.RedisClientOpt) (first, last conte
 			t.Fatalf("Enqueue(capture, max retry %d): %v", maxRetry, err)
 		}
 	}
-	for range 2 {
+	for range 3 {
 		select {
 		case ctx := <-got:
 			n, _ := asynq.GetRetryCount(ctx)
 			switch m, ok := asynq.GetMaxRetry(ctx); {
 			case ok && n == 0 && m == 3:
 				first = ctx
+			case ok && n == 1 && m == 3:
+				retry = ctx
 			case ok && n == 0 && m == 0:
 				last = ctx
 			default:
@@ -109,10 +118,10 @@ func attemptContexts(t *testing.T, ropt asynq.RedisClientOpt) (first, last conte
 			t.Fatal("the asynq server ran no capture task within 30s")
 		}
 	}
-	if first == nil || last == nil {
-		t.Fatal("did not capture both a first-attempt and a last-attempt context")
+	if first == nil || retry == nil || last == nil {
+		t.Fatal("did not capture a first-attempt, a retry and a last-attempt context")
 	}
-	return first, last
+	return first, retry, last
 }
 
 // propEnv is what every check shares: one Redis database (flushed at the
@@ -124,7 +133,7 @@ type propEnv struct {
 	gate        *stock.Gate
 	store       *orderstore.Store
 	catalog     *catalog.Catalog
-	first, last context.Context
+	first, retry, last context.Context
 	log         *slog.Logger
 	seq         atomic.Int64
 	cov         propCoverage
@@ -161,10 +170,11 @@ type delivery struct {
 	payload int // index into propOrder.payloads
 	failAt  string
 	last    bool
+	retry   bool // a retry, which looks the row up first; else a first attempt, which does not
 }
 
 func (d delivery) String() string {
-	return fmt.Sprintf("order %d payload %d fail_at %q last %v", d.order, d.payload, d.failAt, d.last)
+	return fmt.Sprintf("order %d payload %d fail_at %q last %v retry %v", d.order, d.payload, d.failAt, d.last, d.retry)
 }
 
 // propRun is one rapid check.
@@ -178,6 +188,10 @@ type propRun struct {
 	ids       []string
 	delivered map[[2]int]bool // (order, payload) pairs delivered at least once
 	fresh     int             // orders [0, fresh) were handed to a delivery
+	// gone holds the (order id, SKU) tombstones that expired (deleted, as
+	// their retention would): the units stay sold, and a later delivery of
+	// the order must neither sell them again nor give them back.
+	gone map[[2]string]bool
 }
 
 func newPropRun(rt *rapid.T, env *propEnv) *propRun {
@@ -191,6 +205,7 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 		clock:     &fakeClock{now: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)},
 		stocked:   map[string]int64{},
 		delivered: map[[2]int]bool{},
+		gone:      map[[2]string]bool{},
 	}
 	var err error
 	r.sweeper, err = NewSweeper(env.gate, env.store, SweeperConfig{Now: r.clock.Now, Logger: env.log})
@@ -257,6 +272,7 @@ func (r *propRun) drawDelivery(rt *rapid.T, order int) delivery {
 		payload: rapid.SampledFrom([]int{0, 0, 0, 1}).Draw(rt, "payload"),
 		failAt:  rapid.SampledFrom(steps).Draw(rt, "fail_at"),
 		last:    rapid.SampledFrom([]bool{false, false, false, true}).Draw(rt, "last_attempt"),
+		retry:   rapid.Bool().Draw(rt, "retry"),
 	}
 }
 
@@ -313,8 +329,11 @@ func (r *propRun) deliver(d delivery) error {
 		return fmt.Errorf("NewHandler: %w", err)
 	}
 	ctx := r.env.first
-	if d.last {
+	switch {
+	case d.last:
 		ctx = r.env.last
+	case d.retry:
+		ctx = r.env.retry
 	}
 	err = h.ProcessTask(ctx, r.orders[d.order].tasks[d.payload])
 	switch {
@@ -404,6 +423,22 @@ func (r *propRun) actions() map[string]func(*rapid.T) {
 			r.clock.Advance(DefaultHoldTTL + time.Duration(rapid.IntRange(1, 60).Draw(rt, "extra_seconds"))*time.Second)
 			if err := r.sweep(); err != nil {
 				rt.Fatal(err)
+			}
+		},
+		// An order's tombstones expire, as after the retention window: a
+		// delivery that comes later (a storefront resubmitting an old id)
+		// reserves afresh, finds the confirmed row, and must give the new
+		// hold back instead of selling the units twice.
+		"tombstones_expire": func(rt *rapid.T) {
+			id := r.orders[r.drawOrder(rt)].id
+			holds, _ := r.snapshot(rt)
+			for k, h := range holds {
+				if k[0] == id && h.state == "committed" {
+					if err := r.env.rdb.Del(context.Background(), stock.HoldKey(k[1], k[0])).Err(); err != nil {
+						rt.Fatalf("DEL tombstone: %v", err)
+					}
+					r.gone[k] = true
+				}
 			}
 		},
 		"advance_clock": func(rt *rapid.T) {
@@ -514,7 +549,7 @@ func (r *propRun) checkSteady(rt *rapid.T) {
 			continue
 		}
 		for sku, qty := range row.lines {
-			if h := holds[[2]string{id, sku}]; h.qty != qty {
+			if h := holds[[2]string{id, sku}]; h.qty != qty && !r.gone[[2]string{id, sku}] {
 				rt.Fatalf("order %s is confirmed for %d of %s, but its hold there is %+v: its units went back to available",
 					id, qty, sku, h)
 			}
@@ -592,6 +627,11 @@ func (r *propRun) finish(rt *rapid.T) {
 			continue
 		}
 		for sku, qty := range row.lines {
+			if r.gone[[2]string{id, sku}] {
+				// Its tombstone expired: no hold, or the tombstone again if
+				// it had not been committed yet when it went.
+				continue
+			}
 			if h := holds[[2]string{id, sku}]; h.state != "committed" || h.qty != qty {
 				rt.Fatalf("confirmed order %s, %d of %s: hold %+v, want committed", id, qty, sku, h)
 			}
@@ -618,7 +658,7 @@ func TestHandlerProperty(t *testing.T) {
 		catalog: catalog.New(pool),
 		log:     slog.New(slog.DiscardHandler),
 	}
-	env.first, env.last = attemptContexts(t, asynq.RedisClientOpt{Addr: r.Addr, DB: db})
+	env.first, env.retry, env.last = attemptContexts(t, asynq.RedisClientOpt{Addr: r.Addr, DB: db})
 
 	rapid.Check(t, func(rt *rapid.T) {
 		run := newPropRun(rt, env)
@@ -647,7 +687,7 @@ func TestLastAttemptAfterConfirm(t *testing.T) {
 	t.Parallel()
 	b := setupPipeline(t)
 	b.stockSKU(t, "LA-1", 3)
-	_, last := attemptContexts(t, b.ropt)
+	_, _, last := attemptContexts(t, b.ropt)
 	for _, step := range []string{"after_persist", "before_commit"} {
 		o := oneLine("la-"+step, "c-1", "LA-1", 1)
 		task, err := b.client.NewTask(context.Background(), o)

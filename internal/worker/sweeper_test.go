@@ -38,11 +38,12 @@ func TestSweeper(t *testing.T) {
 		t.Fatalf("Reserve(sw-lost): %v", err)
 	}
 	// A confirmed order whose worker died before the commit.
-	if _, err := b.gate.Reserve(ctx, "sw-done", []stock.Line{{SKU: "SW-1", Qty: 2}}, past); err != nil {
+	res, err := b.gate.Reserve(ctx, "sw-done", []stock.Line{{SKU: "SW-1", Qty: 2}}, past)
+	if err != nil {
 		t.Fatalf("Reserve(sw-done): %v", err)
 	}
 	if _, _, err := b.store.Decide(ctx, orders.Record{OrderID: "sw-done", CustomerID: "c-1", Status: orders.StatusConfirmed,
-		Lines: []orders.Line{{SKU: "SW-1", Qty: 2}}}); err != nil {
+		HoldToken: res.Token, Lines: []orders.Line{{SKU: "SW-1", Qty: 2}}}); err != nil {
 		t.Fatalf("Decide(sw-done): %v", err)
 	}
 	// A live order: its deadline is in the future, so it is left alone.
