@@ -50,8 +50,8 @@ chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHA
 bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
 	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)
 
-bench/pipeline: ## the whole pipeline against the Postgres-only design (BUYERS=20000 PGSECS=20 APPENDFSYNC=everysec)
-	@bash scripts/testenv.sh --no-browser bash scripts/bench-pipeline.sh $${BUYERS:-20000} $${PGSECS:-20}
+bench/pipeline: ## the pipeline against Postgres-only and Asynq no-op, with latency and CPU per order (BUYERS=20000 PGSECS=20 APPENDFSYNC=everysec ARGS=)
+	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -buyers $${BUYERS:-20000} -pgbench-seconds $${PGSECS:-20} $${ARGS:-}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -15,6 +16,10 @@ import (
 const instrumentation = "github.com/stockgate/stockgate/orders"
 
 type metrics struct {
+	// sets caches one attribute set per (status, reason): building it is
+	// most of what recording a decision costs, and there are few of them.
+	sets sync.Map // [2]string -> metric.MeasurementOption
+
 	orders         metric.Int64Counter
 	orderSeconds   metric.Float64Histogram
 	reserveSeconds metric.Float64Histogram
@@ -51,7 +56,13 @@ func (m *metrics) decided(ctx context.Context, status, reason string, start, end
 	if strings.HasPrefix(reason, "invalid") {
 		reason = "invalid"
 	}
-	attrs := metric.WithAttributes(attribute.String("status", status), attribute.String("reason", reason))
+	key := [2]string{status, reason}
+	v, ok := m.sets.Load(key)
+	if !ok {
+		v, _ = m.sets.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("status", status), attribute.String("reason", reason))))
+	}
+	attrs := v.(metric.MeasurementOption)
 	m.orders.Add(ctx, 1, attrs)
 	m.orderSeconds.Record(ctx, end.Sub(start).Seconds(), attrs)
 }
