@@ -98,8 +98,7 @@ type Gate struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
 	cluster   bool
-	reserves  *batch.Batcher[reserveReq, reserveRes]
-	commits   *batch.Batcher[commitReq, commitRes]
+	ops       *batch.Batcher[op, opRes]
 }
 
 // New returns a Gate over rdb.
@@ -114,8 +113,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Gate {
 	bc.MaxBatch = cmp.Or(bc.MaxBatch, DefaultMaxBatch)
 	bc.MaxInflight = cmp.Or(bc.MaxInflight, 2)
 	bc.Timeout = cmp.Or(bc.Timeout, 5*time.Second)
-	g.reserves = batch.New(bc, g.reserveMany)
-	g.commits = batch.New(bc, g.commitMany)
+	g.ops = batch.New(bc, g.runOps)
 	return g
 }
 

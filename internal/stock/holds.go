@@ -89,44 +89,85 @@ type reserveRes struct {
 }
 
 func (g *Gate) reserveGroup(ctx context.Context, orderID, token string, lines []Line, deadline time.Time) (Reservation, error) {
-	res, ok := g.reserves.Do(ctx, reserveReq{orderID: orderID, token: token, lines: lines, deadline: deadline})
+	res, ok := g.ops.Do(ctx, op{reserve: &reserveReq{orderID: orderID, token: token, lines: lines, deadline: deadline}})
 	if !ok {
 		return Reservation{}, fmt.Errorf("reserve %s: %w", orderID, ctx.Err())
 	}
-	return res.r, res.err
+	return res.reserve.r, res.reserve.err
 }
 
-// reserveMany runs a batch of reserves, one script call per slot and per
-// maxBatchLines lines.
-func (g *Gate) reserveMany(ctx context.Context, reqs []reserveReq) []reserveRes {
-	out := make([]reserveRes, len(reqs))
-	calls := g.chunk(len(reqs), func(i int) (string, int) { return reqs[i].lines[0].SKU, len(reqs[i].lines) })
-	g.runBatches(ctx, reserveScript, calls, func(idx []int) ([]string, []any) {
-		keys := make([]string, 0, 5*len(idx))
-		args := make([]any, 1, 1+5*len(idx))
-		args[0] = strconv.Itoa(len(idx))
-		for _, i := range idx {
-			r := reqs[i]
-			args = append(args, r.orderID, r.token, strconv.FormatInt(r.deadline.UnixMilli(), 10), strconv.Itoa(len(r.lines)))
-			for _, l := range r.lines {
-				keys = append(keys, lineKeys(l.SKU, r.orderID)...)
-				args = append(args, strconv.FormatInt(l.Qty, 10))
-			}
+// op is one request to the gate's batcher: a reserve or a commit of one
+// slot group of one order. Both kinds share the batcher, so that a batch
+// carries the reserves of orders arriving and the commits of orders just
+// confirmed to Redis in one round trip.
+type op struct {
+	reserve *reserveReq
+	commit  *commitReq
+}
+
+type opRes struct {
+	reserve reserveRes
+	commit  commitRes
+}
+
+// scriptCall is one script call of a batch: its keys and arguments, and
+// what to do with its reply.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	reply  func(vals []any, err error)
+}
+
+// runOps runs a batch: one reserve call and one commit call per slot (and
+// per maxBatchLines lines), all in one round trip.
+func (g *Gate) runOps(ctx context.Context, ops []op) []opRes {
+	out := make([]opRes, len(ops))
+	var rs, cs []int
+	for i, o := range ops {
+		if o.reserve != nil {
+			rs = append(rs, i)
+		} else {
+			cs = append(cs, i)
 		}
-		return keys, args
-	}, func(idx []int, vals []any, err error) {
+	}
+	var calls []scriptCall
+	for _, idx := range g.chunk(rs, func(i int) (string, int) { return ops[i].reserve.lines[0].SKU, len(ops[i].reserve.lines) }) {
+		calls = append(calls, g.reserveCall(ops, idx, out))
+	}
+	for _, idx := range g.chunk(cs, func(i int) (string, int) { return ops[i].commit.skus[0], len(ops[i].commit.skus) }) {
+		calls = append(calls, g.commitCall(ops, idx, out))
+	}
+	g.run(ctx, calls)
+	return out
+}
+
+// reserveCall is one reserve script call over the orders at idx.
+func (g *Gate) reserveCall(ops []op, idx []int, out []opRes) scriptCall {
+	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx))}
+	c.args[0] = strconv.Itoa(len(idx))
+	for _, i := range idx {
+		r := ops[i].reserve
+		c.args = append(c.args, r.orderID, r.token, strconv.FormatInt(r.deadline.UnixMilli(), 10), strconv.Itoa(len(r.lines)))
+		for _, l := range r.lines {
+			c.keys = append(c.keys, lineKeys(l.SKU, r.orderID)...)
+			c.args = append(c.args, strconv.FormatInt(l.Qty, 10))
+		}
+	}
+	c.reply = func(vals []any, err error) {
 		for k, i := range idx {
+			r := ops[i].reserve
 			if err == nil && len(vals) < 4*(k+1) {
 				err = fmt.Errorf("reserve script answered %d values for %d orders", len(vals), len(idx))
 			}
 			if err != nil {
-				out[i].err = fmt.Errorf("reserve %s: %w", reqs[i].orderID, err)
+				out[i].reserve.err = fmt.Errorf("reserve %s: %w", r.orderID, err)
 				continue
 			}
-			out[i].r, out[i].err = reserveReply(reqs[i], vals[4*k:4*k+4])
+			out[i].reserve.r, out[i].reserve.err = reserveReply(*r, vals[4*k:4*k+4])
 		}
-	})
-	return out
+	}
+	return c
 }
 
 // reserveReply turns one order's four reply values into its outcome or its
@@ -187,16 +228,16 @@ func (g *Gate) Commit(ctx context.Context, orderID, token string, skus []string)
 		return out, err
 	}
 	for _, grp := range g.skuGroups(skus) {
-		res, ok := g.commits.Do(ctx, commitReq{orderID: orderID, token: token, skus: grp})
+		res, ok := g.ops.Do(ctx, op{commit: &commitReq{orderID: orderID, token: token, skus: grp}})
 		if !ok {
 			return out, fmt.Errorf("commit %s: %w", orderID, ctx.Err())
 		}
-		if res.err != nil {
-			return out, res.err
+		if res.commit.err != nil {
+			return out, res.commit.err
 		}
-		out.Units += res.r.Units
-		out.Missing += res.r.Missing
-		out.Released += res.r.Released
+		out.Units += res.commit.r.Units
+		out.Missing += res.commit.r.Missing
+		out.Released += res.commit.r.Released
 	}
 	return out, nil
 }
@@ -211,51 +252,47 @@ type commitRes struct {
 	err error
 }
 
-func (g *Gate) commitMany(ctx context.Context, reqs []commitReq) []commitRes {
-	out := make([]commitRes, len(reqs))
-	ret := strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10)
-	calls := g.chunk(len(reqs), func(i int) (string, int) { return reqs[i].skus[0], len(reqs[i].skus) })
-	g.runBatches(ctx, commitScript, calls, func(idx []int) ([]string, []any) {
-		keys := make([]string, 0, 5*len(idx))
-		args := make([]any, 2, 2+3*len(idx))
-		args[0], args[1] = ret, strconv.Itoa(len(idx))
-		for _, i := range idx {
-			r := reqs[i]
-			args = append(args, r.orderID, r.token, strconv.Itoa(len(r.skus)))
-			keys = append(keys, holdKeys(r.orderID, r.skus)...)
-		}
-		return keys, args
-	}, func(idx []int, vals []any, err error) {
+// commitCall is one commit script call over the orders at idx.
+func (g *Gate) commitCall(ops []op, idx []int, out []opRes) scriptCall {
+	c := scriptCall{script: commitScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 2, 2+3*len(idx))}
+	c.args[0], c.args[1] = strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), strconv.Itoa(len(idx))
+	for _, i := range idx {
+		r := ops[i].commit
+		c.args = append(c.args, r.orderID, r.token, strconv.Itoa(len(r.skus)))
+		c.keys = append(c.keys, holdKeys(r.orderID, r.skus)...)
+	}
+	c.reply = func(vals []any, err error) {
 		for k, i := range idx {
+			r := ops[i].commit
 			if err == nil && len(vals) < 4*(k+1) {
 				err = fmt.Errorf("commit script answered %d values for %d orders", len(vals), len(idx))
 			}
 			if err != nil {
-				out[i].err = fmt.Errorf("commit %s: %w", reqs[i].orderID, err)
+				out[i].commit.err = fmt.Errorf("commit %s: %w", r.orderID, err)
 				continue
 			}
 			units, _ := vals[4*k].(int64)
 			missing, _ := vals[4*k+2].(int64)
 			released, _ := vals[4*k+3].(int64)
 			if units < 0 {
-				out[i].err = fmt.Errorf("%w: commit script refused its arguments or found a corrupt counter", ErrInvalid)
+				out[i].commit.err = fmt.Errorf("%w: commit script refused its arguments or found a corrupt counter", ErrInvalid)
 				continue
 			}
-			out[i].r = CommitResult{Units: units, Missing: int(missing), Released: released}
+			out[i].commit.r = CommitResult{Units: units, Missing: int(missing), Released: released}
 		}
-	})
-	return out
+	}
+	return c
 }
 
-// chunk splits a batch of n requests (each one slot group, named by its
-// first SKU, with its line count) into script calls: one per hash slot,
-// each at most maxBatchLines lines. On a single node every request shares
-// one call, up to the line bound.
-func (g *Gate) chunk(n int, of func(i int) (sku string, lines int)) [][]int {
+// chunk splits the requests at idx (each one slot group, named by its first
+// SKU, with its line count) into script calls: one per hash slot, each at
+// most maxBatchLines lines. On a single node every request shares one call,
+// up to the line bound.
+func (g *Gate) chunk(idx []int, of func(i int) (sku string, lines int)) [][]int {
 	var calls [][]int
 	open := map[int]int{} // slot -> index in calls of the call being filled
 	lines := map[int]int{}
-	for i := range n {
+	for _, i := range idx {
 		sku, l := of(i)
 		slot := 0
 		if g.cluster {
@@ -273,35 +310,31 @@ func (g *Gate) chunk(n int, of func(i int) (sku string, lines int)) [][]int {
 	return calls
 }
 
-// runBatches sends one script call per chunk of request indexes, built by
-// build and answered to reply: a lone call directly (EVALSHA, EVAL on
+// run sends a batch's script calls: a lone call directly (EVALSHA, EVAL on
 // NOSCRIPT), several in one pipeline, which a cluster client splits by
 // node.
-func (g *Gate) runBatches(ctx context.Context, s *redis.Script, calls [][]int,
-	build func(idx []int) ([]string, []any), reply func(idx []int, vals []any, err error)) {
+func (g *Gate) run(ctx context.Context, calls []scriptCall) {
 	if len(calls) == 1 {
-		keys, args := build(calls[0])
-		vals, err := s.Run(ctx, g.rdb, keys, args...).Slice()
-		reply(calls[0], vals, err)
+		c := calls[0]
+		vals, err := c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
+		c.reply(vals, err)
 		return
 	}
 	cmds := make([]*redis.Cmd, len(calls))
 	_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for c, idx := range calls {
-			keys, args := build(idx)
-			cmds[c] = s.EvalSha(ctx, p, keys, args...)
+		for i, c := range calls {
+			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
 		}
 		return nil
 	})
-	for c, idx := range calls {
-		vals, err := cmds[c].Slice()
+	for i, c := range calls {
+		vals, err := cmds[i].Slice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A SCRIPT FLUSH or a restarted Redis: this call alone again,
 			// through Run, which loads the script.
-			keys, args := build(idx)
-			vals, err = s.Run(ctx, g.rdb, keys, args...).Slice()
+			vals, err = c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
 		}
-		reply(idx, vals, err)
+		c.reply(vals, err)
 	}
 }
 
