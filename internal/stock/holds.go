@@ -349,6 +349,11 @@ func checkSKUs(skus []string) error {
 }
 
 func (g *Gate) skuGroups(skus []string) [][]string {
+	if len(skus) == 0 {
+		// No group at all: an empty one would reach a script as no keys
+		// (refused) or index its first SKU in a batch.
+		return nil
+	}
 	skus = slices.Compact(slices.Sorted(slices.Values(skus)))
 	lines := make([]Line, len(skus))
 	for i, s := range skus {
