@@ -53,10 +53,6 @@ func byLines(b *testing.B, bench func(b *testing.B, g *stock.Gate, rdb *redis.Cl
 }
 
 // The stock gate's own benchmarks: benchWorkers goroutines on hot SKUs with
-// enough stock for every call. The cross-approach comparison lives in
-// stockbench.
-
-// The stock gate's own benchmarks: benchWorkers goroutines on hot SKUs with
 // enough stock for every call (ReserveServerTime: one). The cross-approach
 // comparison lives in stockbench.
 
@@ -95,8 +91,8 @@ func BenchmarkReserveRepeat(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if o, err := g.Reserve(ctx, "o1", ls, deadline); err != nil || o != stock.AlreadyHeld {
-				b.Errorf("Reserve(o1) = %v, %v, want %v, nil", o, err, stock.AlreadyHeld)
+			if r, err := g.Reserve(ctx, "o1", ls, deadline); err != nil || r.Outcome != stock.AlreadyHeld {
+				b.Errorf("Reserve(o1) = %+v, %v, want %v, nil", r, err, stock.AlreadyHeld)
 				return
 			}
 		}

@@ -83,7 +83,7 @@ func TestReserveContention(t *testing.T) {
 	start := make(chan struct{})
 	var ready, wg sync.WaitGroup
 	errs := make([]error, buyers)
-	outcomes := make([]stock.Outcome, buyers)
+	res := make([]stock.Reservation, buyers)
 	var committed atomic.Int64
 	for i := range buyers {
 		ready.Add(1)
@@ -91,16 +91,16 @@ func TestReserveContention(t *testing.T) {
 			order := "buyer-" + strconv.Itoa(i)
 			ready.Done()
 			<-start
-			outcomes[i], errs[i] = g.Reserve(ctx, order, []stock.Line{{SKU: "hot", Qty: 1}}, time.Now().Add(time.Hour))
+			res[i], errs[i] = g.Reserve(ctx, order, []stock.Line{{SKU: "hot", Qty: 1}}, time.Now().Add(time.Hour))
 			if errs[i] != nil {
 				return
 			}
-			res, err := g.Commit(ctx, order, []string{"hot"})
+			c, err := g.Commit(ctx, order, res[i].Token, []string{"hot"})
 			if err != nil {
 				errs[i] = fmt.Errorf("commit: %w", err)
 				return
 			}
-			committed.Add(res.Units)
+			committed.Add(c.Units)
 		})
 	}
 	ready.Wait()
@@ -121,23 +121,35 @@ func TestReserveContention(t *testing.T) {
 	s := <-sampled
 
 	var reserved, outOfStock int
+	tokens := map[string]bool{}
 	for i, err := range errs {
 		var oos *stock.OutOfStockError
 		switch {
-		case err == nil && outcomes[i] == stock.Reserved:
+		case err == nil && res[i].Outcome == stock.Reserved && res[i].Token != "":
 			reserved++
+			tokens[res[i].Token] = true
 		case errors.As(err, &oos) && oos.SKU == "hot" && oos.Available == 0:
 			outOfStock++
 		default:
-			t.Errorf("buyer %d: Reserve = %v, %v, want reserved or out of stock with 0 left", i, outcomes[i], err)
+			t.Errorf("buyer %d: Reserve = %+v, %v, want reserved under a token or out of stock with 0 left", i, res[i], err)
 		}
 	}
 	if reserved != units || outOfStock != buyers-units {
 		t.Errorf("reserved, out of stock = %d, %d, want %d, %d", reserved, outOfStock, units, buyers-units)
 	}
+	if len(tokens) != reserved {
+		t.Errorf("distinct tokens of the %d holds = %d, want one each", reserved, len(tokens))
+	}
 	if got := committed.Load(); got != units {
 		t.Errorf("units committed = %d, want %d", got, units)
 	}
+	// The buyers arrived together, so reserves queued behind the running
+	// script calls and went out many to a call.
+	rb, cb := g.Batches()
+	if rb >= buyers {
+		t.Errorf("reserve batches = %d for %d Reserves, want fewer: concurrent calls were not batched", rb, buyers)
+	}
+	t.Logf("batches: %d reserve for %d buyers, %d commit for %d commits", rb, buyers, cb, units)
 	wantLevels(t, g, stock.Levels{SKU: "hot", Available: 0, Held: 0, Sold: units, Stocked: true})
 	if s.n == 0 {
 		t.Errorf("I1 samples taken = 0, want > 0")
@@ -150,9 +162,10 @@ func TestReserveContention(t *testing.T) {
 
 // TestMixedContention races 2,000 goroutines over two SKUs with multi-line
 // orders. Every order is run by two goroutines at once (a duplicate
-// delivery); half of the orders are committed and half released. I1 is
-// sampled throughout; at the end nothing is held, and sold is exactly the
-// sum of the committed orders' tombstones.
+// delivery); half of the orders are committed, each goroutine under the
+// token its Reserve returned, and half released. I1 is sampled throughout;
+// at the end nothing is held, and sold is exactly the sum of the committed
+// orders' tombstones.
 func TestMixedContention(t *testing.T) {
 	t.Parallel()
 
@@ -187,13 +200,16 @@ func TestMixedContention(t *testing.T) {
 				ls := lines(i)
 				ready.Done()
 				<-start
-				_, err := g.Reserve(ctx, order, ls, time.Now().Add(time.Hour))
+				r, err := g.Reserve(ctx, order, ls, time.Now().Add(time.Hour))
 				if err != nil && !errors.Is(err, stock.ErrOutOfStock) {
 					t.Errorf("Reserve(%s) = %v, want nil or out of stock", order, err)
 				}
 				skus := []string{"A", "B"}
 				if commits(i) {
-					_, err = g.Commit(ctx, order, skus)
+					// Under the token Reserve returned even when it refused
+					// (a token no hold has): a hold the twin delivery took is
+					// then given back, as a row that relied on no hold would.
+					_, err = g.Commit(ctx, order, r.Token, skus)
 				} else {
 					_, err = g.Release(ctx, order, skus)
 				}

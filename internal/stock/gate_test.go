@@ -34,45 +34,66 @@ func TestReserve(t *testing.T) {
 		return &testBundle{gate: g, rdb: rdb, deadline: time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())}
 	}
 
-	reserve := func(t *testing.T, b *testBundle, order string, lines ...stock.Line) stock.Outcome {
+	reserve := func(t *testing.T, b *testBundle, order string, lines ...stock.Line) stock.Reservation {
 		t.Helper()
-		o, err := b.gate.Reserve(ctx, order, lines, b.deadline)
-		if err != nil {
-			t.Fatalf("Reserve(%s, %v) = %v, want nil", order, lines, err)
-		}
-		return o
+		return mustReserve(t, b.gate, order, lines, b.deadline)
 	}
 
-	t.Run("TakesEveryLine", func(t *testing.T) {
+	t.Run("TakesEveryLineUnderANewToken", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{})
 
-		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 2}, stock.Line{SKU: "B", Qty: 3}); got != stock.Reserved {
-			t.Errorf("Reserve(o1) = %v, want %v", got, stock.Reserved)
+		got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 2}, stock.Line{SKU: "B", Qty: 3})
+		if got.Outcome != stock.Reserved || got.Token == "" || got.Partial {
+			t.Errorf("Reserve(o1) = %+v, want %v under a token, not partial", got, stock.Reserved)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Held: 2, Stocked: true})
 		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 0, Held: 3, Stocked: true})
-		if diff := cmp.Diff(heldHold(2, b.deadline), readHold(t, b.rdb, "A", "o1")); diff != "" {
+		if diff := cmp.Diff(heldHold(2, b.deadline, got.Token), readHold(t, b.rdb, "A", "o1")); diff != "" {
 			t.Errorf("hold A/o1 mismatch (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff(heldHold(3, b.deadline), readHold(t, b.rdb, "B", "o1")); diff != "" {
+		if diff := cmp.Diff(heldHold(3, b.deadline, got.Token), readHold(t, b.rdb, "B", "o1")); diff != "" {
 			t.Errorf("hold B/o1 mismatch (-want +got):\n%s", diff)
+		}
+
+		// Every new hold gets a token of its own.
+		if other := reserve(t, b, "o2", stock.Line{SKU: "A", Qty: 1}); other.Token == "" || other.Token == got.Token {
+			t.Errorf("Reserve(o2).Token = %q, want a new token (o1 holds under %q)", other.Token, got.Token)
 		}
 	})
 
-	t.Run("RepeatIsAlreadyHeldAndDecrementsOnce", func(t *testing.T) {
+	t.Run("RepeatIsAlreadyHeldUnderTheFirstTokenAndDecrementsOnce", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{})
 
 		lines := []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 1}}
-		reserve(t, b, "o1", lines...)
+		first := reserve(t, b, "o1", lines...)
 		for range 3 {
-			if got := reserve(t, b, "o1", lines...); got != stock.AlreadyHeld {
-				t.Errorf("repeated Reserve(o1) = %v, want %v", got, stock.AlreadyHeld)
+			want := stock.Reservation{Outcome: stock.AlreadyHeld, Token: first.Token}
+			if diff := cmp.Diff(want, reserve(t, b, "o1", lines...)); diff != "" {
+				t.Errorf("repeated Reserve(o1) mismatch (-want +got):\n%s", diff)
 			}
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Held: 2, Stocked: true})
 		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 2, Held: 1, Stocked: true})
+		if got := readHold(t, b.rdb, "A", "o1").Tok; got != first.Token {
+			t.Errorf("tok of hold A/o1 after the repeats = %q, want the first token %q", got, first.Token)
+		}
+	})
+
+	t.Run("RepeatOfAHoldWithoutTokenIsAlreadyHeldWithNone", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{})
+
+		// A hold written before holds had tokens.
+		lines := []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 1}}
+		reserve(t, b, "o1", lines...)
+		setTok(t, b.rdb, "A", "o1", "")
+		setTok(t, b.rdb, "B", "o1", "")
+		want := stock.Reservation{Outcome: stock.AlreadyHeld, Token: ""}
+		if diff := cmp.Diff(want, reserve(t, b, "o1", lines...)); diff != "" {
+			t.Errorf("repeated Reserve(o1) of a hold without token mismatch (-want +got):\n%s", diff)
+		}
 	})
 
 	t.Run("RepeatWhenSoldOutIsStillAlreadyHeld", func(t *testing.T) {
@@ -81,9 +102,10 @@ func TestReserve(t *testing.T) {
 
 		// The order took the last units: its retry must find its hold, not
 		// an empty shelf.
-		reserve(t, b, "o1", stock.Line{SKU: "B", Qty: 3})
-		if got := reserve(t, b, "o1", stock.Line{SKU: "B", Qty: 3}); got != stock.AlreadyHeld {
-			t.Errorf("repeated Reserve(o1) = %v, want %v", got, stock.AlreadyHeld)
+		first := reserve(t, b, "o1", stock.Line{SKU: "B", Qty: 3})
+		want := stock.Reservation{Outcome: stock.AlreadyHeld, Token: first.Token}
+		if diff := cmp.Diff(want, reserve(t, b, "o1", stock.Line{SKU: "B", Qty: 3})); diff != "" {
+			t.Errorf("repeated Reserve(o1) mismatch (-want +got):\n%s", diff)
 		}
 	})
 
@@ -91,16 +113,17 @@ func TestReserve(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{Retention: time.Hour})
 
-		reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
-		if _, err := b.gate.Commit(ctx, "o1", []string{"A"}); err != nil {
+		first := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
+		if _, err := b.gate.Commit(ctx, "o1", first.Token, []string{"A"}); err != nil {
 			t.Fatalf("Commit(o1) = %v, want nil", err)
 		}
 		ttl := b.rdb.PTTL(ctx, stock.HoldKey("A", "o1")).Val()
 		if ttl <= 0 || ttl > time.Hour {
 			t.Errorf("PTTL(tombstone) = %v, want in (0, 1h]", ttl)
 		}
-		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4}); got != stock.AlreadyCommitted {
-			t.Errorf("Reserve(o1) after Commit = %v, want %v", got, stock.AlreadyCommitted)
+		want := stock.Reservation{Outcome: stock.AlreadyCommitted, Token: first.Token}
+		if diff := cmp.Diff(want, reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})); diff != "" {
+			t.Errorf("Reserve(o1) after Commit mismatch (-want +got):\n%s", diff)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 6, Sold: 4, Stocked: true})
 	})
@@ -109,8 +132,8 @@ func TestReserve(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{Retention: 50 * time.Millisecond})
 
-		reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
-		if _, err := b.gate.Commit(ctx, "o1", []string{"A"}); err != nil {
+		first := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
+		if _, err := b.gate.Commit(ctx, "o1", first.Token, []string{"A"}); err != nil {
 			t.Fatalf("Commit(o1) = %v, want nil", err)
 		}
 		if ttl := b.rdb.PTTL(ctx, stock.HoldKey("A", "o1")).Val(); ttl > 50*time.Millisecond {
@@ -119,8 +142,8 @@ func TestReserve(t *testing.T) {
 		testsvc.Poll(t, 5*time.Second, "tombstone to expire", func() bool {
 			return b.rdb.Exists(ctx, stock.HoldKey("A", "o1")).Val() == 0
 		})
-		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4}); got != stock.Reserved {
-			t.Errorf("Reserve(o1) after the retention = %v, want %v", got, stock.Reserved)
+		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4}); got.Outcome != stock.Reserved || got.Token == first.Token {
+			t.Errorf("Reserve(o1) after the retention = %+v, want %v under a new token (not %q)", got, stock.Reserved, first.Token)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 2, Held: 4, Sold: 4, Stocked: true})
 	})
@@ -129,13 +152,13 @@ func TestReserve(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{})
 
-		reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
+		first := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 4})
 		if units, err := b.gate.Release(ctx, "o1", []string{"A"}); err != nil || units != 4 {
 			t.Fatalf("Release(o1) = %d, %v, want 4, nil", units, err)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 10, Stocked: true})
-		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 5}); got != stock.Reserved {
-			t.Errorf("Reserve(o1) after Release = %v, want %v", got, stock.Reserved)
+		if got := reserve(t, b, "o1", stock.Line{SKU: "A", Qty: 5}); got.Outcome != stock.Reserved || got.Token == first.Token {
+			t.Errorf("Reserve(o1) after Release = %+v, want %v under a new token (not %q)", got, stock.Reserved, first.Token)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 5, Held: 5, Stocked: true})
 	})
@@ -221,6 +244,27 @@ func TestReserve(t *testing.T) {
 		}
 	})
 
+	t.Run("LinesUnderTwoTokensAreAConflict", func(t *testing.T) {
+		t.Parallel()
+
+		// Two deliveries' holds on one order's lines: no one token names
+		// the hold that stands, so no repeat may say AlreadyHeld.
+		for name, tokB := range map[string]string{"another token": "other", "no token": ""} {
+			b := setup(t, stock.Config{})
+			lines := []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 1}}
+			reserve(t, b, "o1", lines...)
+			setTok(t, b.rdb, "B", "o1", tokB)
+			before := snapshot(t, b.rdb)
+
+			if r, err := b.gate.Reserve(ctx, "o1", lines, b.deadline); !errors.Is(err, stock.ErrConflict) {
+				t.Errorf("Reserve(o1) with B under %s = %+v, %v, want ErrConflict", name, r, err)
+			}
+			if diff := cmp.Diff(before, snapshot(t, b.rdb)); diff != "" {
+				t.Errorf("Reserve(o1) with B under %s changed the database (-before +after):\n%s", name, diff)
+			}
+		}
+	})
+
 	t.Run("InvalidArgumentsNeverReachRedis", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, stock.Config{})
@@ -269,8 +313,9 @@ func TestRelease(t *testing.T) {
 	ctx := context.Background()
 
 	type testBundle struct {
-		gate *stock.Gate
-		rdb  *redis.Client
+		gate  *stock.Gate
+		rdb   *redis.Client
+		token string
 	}
 
 	// setup stocks A with 10 and B with 5, and has o1 hold A:2, B:3.
@@ -279,11 +324,8 @@ func TestRelease(t *testing.T) {
 		g, rdb := newGate(t, stock.Config{Retention: time.Hour})
 		stockSKU(t, g, "A", 10)
 		stockSKU(t, g, "B", 5)
-		lines := []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}
-		if _, err := g.Reserve(ctx, "o1", lines, time.Now().Add(time.Hour)); err != nil {
-			t.Fatalf("Reserve(o1) = %v, want nil", err)
-		}
-		return &testBundle{gate: g, rdb: rdb}
+		r := mustReserve(t, g, "o1", []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}, time.Now().Add(time.Hour))
+		return &testBundle{gate: g, rdb: rdb, token: r.Token}
 	}
 
 	t.Run("GivesBackWhatTheHoldRecordedOnce", func(t *testing.T) {
@@ -306,6 +348,21 @@ func TestRelease(t *testing.T) {
 		if diff := cmp.Diff(before, snapshot(t, b.rdb)); diff != "" {
 			t.Errorf("second Release(o1) changed the database (-before +after):\n%s", diff)
 		}
+	})
+
+	t.Run("WhateverTheToken", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+
+		// The row is not confirmed, so no hold of the order is sold: one
+		// another delivery took, or one from before holds had tokens.
+		setTok(t, b.rdb, "A", "o1", "other")
+		setTok(t, b.rdb, "B", "o1", "")
+		if units, err := b.gate.Release(ctx, "o1", []string{"A", "B"}); err != nil || units != 5 {
+			t.Errorf("Release(o1) = %d, %v, want 5, nil", units, err)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 10, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 5, Stocked: true})
 	})
 
 	t.Run("RepeatedSKUIsGivenBackOnce", func(t *testing.T) {
@@ -336,7 +393,7 @@ func TestRelease(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 
-		if _, err := b.gate.Commit(ctx, "o1", []string{"A", "B"}); err != nil {
+		if _, err := b.gate.Commit(ctx, "o1", b.token, []string{"A", "B"}); err != nil {
 			t.Fatalf("Commit(o1) = %v, want nil", err)
 		}
 		before := snapshot(t, b.rdb)
@@ -380,60 +437,194 @@ func TestCommit(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	g, rdb := newGate(t, stock.Config{Retention: time.Hour})
-	stockSKU(t, g, "A", 10)
-	stockSKU(t, g, "B", 5)
-	deadline := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
-	if _, err := g.Reserve(ctx, "o1", []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}, deadline); err != nil {
-		t.Fatalf("Reserve(o1) = %v, want nil", err)
+
+	type testBundle struct {
+		gate     *stock.Gate
+		rdb      *redis.Client
+		deadline time.Time
+		token    string
 	}
 
-	got, err := g.Commit(ctx, "o1", []string{"A", "B", "ghost"})
-	if err != nil {
-		t.Fatalf("Commit(o1) = %v, want nil", err)
-	}
-	if diff := cmp.Diff(stock.CommitResult{Units: 5, Missing: 1}, got); diff != "" {
-		t.Errorf("Commit(o1) mismatch (-want +got):\n%s", diff)
-	}
-	wantLevels(t, g, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
-	wantLevels(t, g, stock.Levels{SKU: "B", Available: 2, Sold: 3, Stocked: true})
-	wantHold := holdState{Qty: "2", Deadline: heldHold(2, deadline).Deadline, State: "committed"}
-	if diff := cmp.Diff(wantHold, readHold(t, rdb, "A", "o1")); diff != "" {
-		t.Errorf("hold A/o1 after Commit mismatch (-want +got):\n%s", diff)
+	// setup stocks A with 10 and B with 5, and has o1 hold A:2, B:3.
+	setup := func(t *testing.T, cfg stock.Config) *testBundle {
+		t.Helper()
+		g, rdb := newGate(t, cfg)
+		stockSKU(t, g, "A", 10)
+		stockSKU(t, g, "B", 5)
+		deadline := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+		r := mustReserve(t, g, "o1", []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}, deadline)
+		return &testBundle{gate: g, rdb: rdb, deadline: deadline, token: r.Token}
 	}
 
-	// Idempotent: nothing moves again, and committed holds are not "missing".
-	before := snapshot(t, rdb)
-	for range 2 {
-		got, err := g.Commit(ctx, "o1", []string{"B", "A"})
+	commit := func(t *testing.T, b *testBundle, order, token string, skus ...string) stock.CommitResult {
+		t.Helper()
+		got, err := b.gate.Commit(ctx, order, token, skus)
 		if err != nil {
-			t.Fatalf("repeated Commit(o1) = %v, want nil", err)
+			t.Fatalf("Commit(%s, %q, %v) = %v, want nil", order, token, skus, err)
 		}
-		if diff := cmp.Diff(stock.CommitResult{}, got); diff != "" {
-			t.Errorf("repeated Commit(o1) mismatch (-want +got):\n%s", diff)
-		}
-	}
-	if diff := cmp.Diff(before, snapshot(t, rdb)); diff != "" {
-		t.Errorf("repeated Commit changed the database (-before +after):\n%s", diff)
+		return got
 	}
 
-	// A released hold is missing, not committed.
-	if _, err := g.Reserve(ctx, "o2", []stock.Line{{SKU: "A", Qty: 1}}, deadline); err != nil {
-		t.Fatalf("Reserve(o2) = %v, want nil", err)
-	}
-	if _, err := g.Release(ctx, "o2", []string{"A"}); err != nil {
-		t.Fatalf("Release(o2) = %v, want nil", err)
-	}
-	got, err = g.Commit(ctx, "o2", []string{"A"})
-	if err != nil {
-		t.Fatalf("Commit(o2) = %v, want nil", err)
-	}
-	if diff := cmp.Diff(stock.CommitResult{Missing: 1}, got); diff != "" {
-		t.Errorf("Commit(o2) after Release mismatch (-want +got):\n%s", diff)
-	}
-	wantLevels(t, g, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
+	t.Run("SellsHoldsUnderTheRowTokenOnce", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: time.Hour})
 
-	if _, err := g.Commit(ctx, "", []string{"A"}); !errors.Is(err, stock.ErrInvalid) {
-		t.Errorf("Commit(empty order) = %v, want ErrInvalid", err)
-	}
+		got := commit(t, b, "o1", b.token, "A", "B", "ghost")
+		if diff := cmp.Diff(stock.CommitResult{Units: 5, Missing: 1}, got); diff != "" {
+			t.Errorf("Commit(o1) mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 2, Sold: 3, Stocked: true})
+		if diff := cmp.Diff(committedHold(2, b.deadline, b.token), readHold(t, b.rdb, "A", "o1")); diff != "" {
+			t.Errorf("hold A/o1 after Commit mismatch (-want +got):\n%s", diff)
+		}
+
+		// Idempotent: nothing moves again, and committed holds are neither
+		// missing nor released, whatever the token.
+		before := snapshot(t, b.rdb)
+		for _, tok := range []string{b.token, "other", ""} {
+			if diff := cmp.Diff(stock.CommitResult{}, commit(t, b, "o1", tok, "B", "A")); diff != "" {
+				t.Errorf("repeated Commit(o1, %q) mismatch (-want +got):\n%s", tok, diff)
+			}
+		}
+		if diff := cmp.Diff(before, snapshot(t, b.rdb)); diff != "" {
+			t.Errorf("repeated Commit changed the database (-before +after):\n%s", diff)
+		}
+	})
+
+	t.Run("ReleasesHoldsUnderAnotherToken", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: time.Hour})
+
+		// The row relied on another delivery's hold: this one's units were
+		// never sold, so they go back, and the hold is gone, not a tombstone.
+		got := commit(t, b, "o1", "row-token", "A", "B")
+		if diff := cmp.Diff(stock.CommitResult{Released: 5}, got); diff != "" {
+			t.Errorf("Commit(o1, another token) mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 10, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 5, Stocked: true})
+		for _, sku := range []string{"A", "B"} {
+			if diff := cmp.Diff(holdState{}, readHold(t, b.rdb, sku, "o1")); diff != "" {
+				t.Errorf("hold %s/o1 after Commit under another token mismatch (-want +got):\n%s", sku, diff)
+			}
+		}
+		if diff := cmp.Diff(stock.CommitResult{Missing: 2}, commit(t, b, "o1", "row-token", "A", "B")); diff != "" {
+			t.Errorf("repeated Commit(o1, another token) mismatch (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("StaleHoldAfterTheTombstoneExpiredIsReleasedNotSold", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: 50 * time.Millisecond})
+
+		// The row is confirmed under T1 and o1's units are sold; once the
+		// tombstone is gone, a late redelivery takes a new hold under T2.
+		// The row's Commit under T1 must give those units back.
+		t1 := b.token
+		commit(t, b, "o1", t1, "A", "B")
+		testsvc.Poll(t, 5*time.Second, "tombstones to expire", func() bool {
+			return b.rdb.Exists(ctx, stock.HoldKey("A", "o1"), stock.HoldKey("B", "o1")).Val() == 0
+		})
+		if _, err := b.gate.Add(ctx, "B", 3); err != nil {
+			t.Fatal(err)
+		}
+		r2 := mustReserve(t, b.gate, "o1", []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}, b.deadline)
+		if r2.Outcome != stock.Reserved || r2.Token == t1 {
+			t.Fatalf("late Reserve(o1) = %+v, want %v under a token other than %q", r2, stock.Reserved, t1)
+		}
+		if diff := cmp.Diff(stock.CommitResult{Released: 5}, commit(t, b, "o1", t1, "A", "B")); diff != "" {
+			t.Errorf("Commit(o1, T1) of the stale hold mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 5, Sold: 3, Stocked: true})
+		if n, err := b.gate.OpenHolds(ctx); err != nil || n != 0 {
+			t.Errorf("OpenHolds() = %d, %v, want 0, nil", n, err)
+		}
+	})
+
+	t.Run("EachHoldFollowsItsOwnToken", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: time.Hour})
+
+		setTok(t, b.rdb, "B", "o1", "other")
+		if diff := cmp.Diff(stock.CommitResult{Units: 2, Released: 3}, commit(t, b, "o1", b.token, "A", "B")); diff != "" {
+			t.Errorf("Commit(o1) with B under another token mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 5, Stocked: true})
+	})
+
+	t.Run("EmptyTokenMatchesOnlyHoldsWithoutToken", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: time.Hour})
+
+		// A row written before rows had tokens relied on a hold written
+		// before holds had them (A); B was taken by a later delivery.
+		setTok(t, b.rdb, "A", "o1", "")
+		if diff := cmp.Diff(stock.CommitResult{Units: 2, Released: 3}, commit(t, b, "o1", "", "A", "B")); diff != "" {
+			t.Errorf("Commit(o1, \"\") mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 8, Sold: 2, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 5, Stocked: true})
+		want := committedHold(2, b.deadline, "")
+		if diff := cmp.Diff(want, readHold(t, b.rdb, "A", "o1")); diff != "" {
+			t.Errorf("hold A/o1 after Commit mismatch (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("ReleasedHoldIsMissing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{Retention: time.Hour})
+
+		if _, err := b.gate.Release(ctx, "o1", []string{"A"}); err != nil {
+			t.Fatalf("Release(o1, A) = %v, want nil", err)
+		}
+		if diff := cmp.Diff(stock.CommitResult{Units: 3, Missing: 1}, commit(t, b, "o1", b.token, "A", "B")); diff != "" {
+			t.Errorf("Commit(o1) after Release of A mismatch (-want +got):\n%s", diff)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 10, Stocked: true})
+	})
+
+	t.Run("NoSKUsChangeNothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{})
+		before := snapshot(t, b.rdb)
+
+		for _, skus := range [][]string{nil, {}} {
+			if got, err := b.gate.Commit(ctx, "o1", b.token, skus); err != nil || got != (stock.CommitResult{}) {
+				t.Errorf("Commit(o1, %#v) = %+v, %v, want nothing done, nil", skus, got, err)
+			}
+			if units, err := b.gate.Release(ctx, "o1", skus); err != nil || units != 0 {
+				t.Errorf("Release(o1, %#v) = %d, %v, want 0, nil", skus, units, err)
+			}
+		}
+		if diff := cmp.Diff(before, snapshot(t, b.rdb)); diff != "" {
+			t.Errorf("Commit and Release of no SKUs changed the database (-before +after):\n%s", diff)
+		}
+		// The batchers still serve calls afterwards.
+		if got := commit(t, b, "o1", b.token, "A", "B"); got != (stock.CommitResult{Units: 5}) {
+			t.Errorf("Commit(o1) = %+v, want 5 units", got)
+		}
+	})
+
+	t.Run("InvalidArguments", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, stock.Config{})
+		before := snapshot(t, b.rdb)
+
+		for name, skus := range map[string][]string{"sku brace": {"A}"}, "empty sku": {""}} {
+			if _, err := b.gate.Commit(ctx, "o1", b.token, skus); !errors.Is(err, stock.ErrInvalid) {
+				t.Errorf("Commit(%s) = %v, want ErrInvalid", name, err)
+			}
+		}
+		for _, order := range []string{"", strings.Repeat("o", 65)} {
+			if _, err := b.gate.Commit(ctx, order, b.token, []string{"A"}); !errors.Is(err, stock.ErrInvalid) {
+				t.Errorf("Commit(order %q) = %v, want ErrInvalid", order, err)
+			}
+		}
+		if diff := cmp.Diff(before, snapshot(t, b.rdb)); diff != "" {
+			t.Errorf("invalid Commits changed the database (-before +after):\n%s", diff)
+		}
+	})
 }

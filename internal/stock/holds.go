@@ -56,8 +56,15 @@ func (g *Gate) Reserve(ctx context.Context, orderID string, lines []Line, deadli
 	for gi, grp := range g.groups(lines) {
 		// The first group's hold names the token every later group uses,
 		// so that a redelivery that finds the first group held carries on
-		// under the same token.
-		r, err := g.reserveGroup(ctx, orderID, res.Token, grp, deadline)
+		// under the same token. Not once a group is committed: the row is
+		// then confirmed under that token, and a later group's new hold
+		// (its tombstone lost) is none the row relied on. Under the
+		// committed token, committing the row would sell it a second time.
+		tok := res.Token
+		if res.Outcome == AlreadyCommitted {
+			tok = newToken()
+		}
+		r, err := g.reserveGroup(ctx, orderID, tok, grp, deadline)
 		if err != nil {
 			return Reservation{Token: res.Token, Partial: gi > 0}, err
 		}
@@ -375,6 +382,11 @@ func checkSKUs(skus []string) error {
 }
 
 func (g *Gate) skuGroups(skus []string) [][]string {
+	if len(skus) == 0 {
+		// No group at all: an empty one would reach a script as no keys
+		// (refused) or index its first SKU in a batch.
+		return nil
+	}
 	skus = slices.Compact(slices.Sorted(slices.Values(skus)))
 	lines := make([]Line, len(skus))
 	for i, s := range skus {

@@ -16,7 +16,7 @@ func HeldKey(sku string) string { return keyPrefix + "{" + sku + "}:held" }
 // SoldKey holds the units sold (committed).
 func SoldKey(sku string) string { return keyPrefix + "{" + sku + "}:sold" }
 
-// HoldKey is one order's hold on one SKU: a hash {qty, deadline, state}.
+// HoldKey is one order's hold on one SKU: a hash {qty, deadline, state, tok}.
 func HoldKey(sku, orderID string) string { return keyPrefix + "{" + sku + "}:hold:" + orderID }
 
 // DeadlinesKey is a sorted set of the orders holding the SKU, scored by

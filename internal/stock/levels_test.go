@@ -30,10 +30,8 @@ func TestSetAddShow(t *testing.T) {
 		if _, err := g.Reserve(ctx, "o1", []stock.Line{{SKU: "A", Qty: 3}}, time.Now().Add(time.Hour)); err != nil {
 			t.Fatalf("Reserve(o1) = %v, want nil", err)
 		}
-		if _, err := g.Reserve(ctx, "o2", []stock.Line{{SKU: "A", Qty: 2}}, time.Now().Add(time.Hour)); err != nil {
-			t.Fatalf("Reserve(o2) = %v, want nil", err)
-		}
-		if _, err := g.Commit(ctx, "o2", []string{"A"}); err != nil {
+		o2 := mustReserve(t, g, "o2", []stock.Line{{SKU: "A", Qty: 2}}, time.Now().Add(time.Hour))
+		if _, err := g.Commit(ctx, "o2", o2.Token, []string{"A"}); err != nil {
 			t.Fatalf("Commit(o2) = %v, want nil", err)
 		}
 
@@ -174,6 +172,7 @@ func TestExpiredHolds(t *testing.T) {
 	stockSKU(t, g, "B", 10)
 	now := time.UnixMilli(time.Now().UnixMilli())
 
+	tokens := map[string]string{}
 	for _, r := range []struct {
 		order    string
 		skus     []string
@@ -190,11 +189,9 @@ func TestExpiredHolds(t *testing.T) {
 		for _, s := range r.skus {
 			lines = append(lines, stock.Line{SKU: s, Qty: 1})
 		}
-		if _, err := g.Reserve(ctx, r.order, lines, r.deadline); err != nil {
-			t.Fatalf("Reserve(%s) = %v, want nil", r.order, err)
-		}
+		tokens[r.order] = mustReserve(t, g, r.order, lines, r.deadline).Token
 	}
-	if _, err := g.Commit(ctx, "committed", []string{"A"}); err != nil {
+	if _, err := g.Commit(ctx, "committed", tokens["committed"], []string{"A"}); err != nil {
 		t.Fatalf("Commit(committed) = %v, want nil", err)
 	}
 	if _, err := g.Release(ctx, "released", []string{"B"}); err != nil {
@@ -338,10 +335,8 @@ func TestRebuild(t *testing.T) {
 	if _, err := g.Reserve(ctx, "p1", []stock.Line{{SKU: "P", Qty: 3}}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Reserve(ctx, "p2", []stock.Line{{SKU: "P", Qty: 2}}, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Commit(ctx, "p2", []string{"P"}); err != nil {
+	p2 := mustReserve(t, g, "p2", []stock.Line{{SKU: "P", Qty: 2}}, time.Now().Add(time.Hour))
+	if _, err := g.Commit(ctx, "p2", p2.Token, []string{"P"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rdb.Del(ctx, stock.AvailKey("P")).Err(); err != nil {

@@ -62,6 +62,8 @@ type holdState struct {
 	Qty      string
 	Deadline string
 	State    string
+	// Tok is the hold's token ("" for a hold without one).
+	Tok string
 	// InDeadlines is whether the order is in the SKU's deadlines zset.
 	InDeadlines bool
 }
@@ -77,17 +79,27 @@ func readHold(t testing.TB, rdb redis.Cmdable, sku, order string) holdState {
 	if zerr != nil && zerr != redis.Nil {
 		t.Fatalf("ZSCORE %s %s: %v", stock.DeadlinesKey(sku), order, zerr)
 	}
-	return holdState{Qty: h["qty"], Deadline: h["deadline"], State: h["state"], InDeadlines: zerr == nil}
+	return holdState{Qty: h["qty"], Deadline: h["deadline"], State: h["state"], Tok: h["tok"], InDeadlines: zerr == nil}
 }
 
-// heldHold is the hold state Reserve leaves for qty units until deadline.
-func heldHold(qty int64, deadline time.Time) holdState {
+// heldHold is the hold state Reserve leaves for qty units until deadline
+// under token tok.
+func heldHold(qty int64, deadline time.Time, tok string) holdState {
 	return holdState{
 		Qty:         strconv.FormatInt(qty, 10),
 		Deadline:    strconv.FormatInt(deadline.UnixMilli(), 10),
 		State:       "held",
+		Tok:         tok,
 		InDeadlines: true,
 	}
+}
+
+// committedHold is the tombstone Commit leaves of a hold of qty units taken
+// until deadline under token tok.
+func committedHold(qty int64, deadline time.Time, tok string) holdState {
+	h := heldHold(qty, deadline, tok)
+	h.State, h.InDeadlines = "committed", false
+	return h
 }
 
 // snapshot is every key of a database with its type, value and whether it
@@ -119,4 +131,32 @@ func snapshot(t testing.TB, rdb redis.Cmdable) map[string]string {
 		out[k] = fmt.Sprintf("%s %v ttl=%v", typ, v, ttl)
 	}
 	return out
+}
+
+// mustReserve reserves lines for order until deadline and fails the test
+// unless the Reserve succeeds.
+func mustReserve(t testing.TB, g *stock.Gate, order string, lines []stock.Line, deadline time.Time) stock.Reservation {
+	t.Helper()
+	r, err := g.Reserve(context.Background(), order, lines, deadline)
+	if err != nil {
+		t.Fatalf("Reserve(%s, %v) = %+v, %v, want nil error", order, lines, r, err)
+	}
+	return r
+}
+
+// setTok makes order's hold on sku carry token tok, or no token at all
+// when tok is "": a hold another delivery took, or one written before
+// holds had tokens.
+func setTok(t testing.TB, rdb redis.Cmdable, sku, order, tok string) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	if tok == "" {
+		err = rdb.HDel(ctx, stock.HoldKey(sku, order), "tok").Err()
+	} else {
+		err = rdb.HSet(ctx, stock.HoldKey(sku, order), "tok", tok).Err()
+	}
+	if err != nil {
+		t.Fatalf("set tok of %s: %v", stock.HoldKey(sku, order), err)
+	}
 }

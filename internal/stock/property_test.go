@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type gateModel struct {
 	levels  map[string]stock.Levels
 	holds   map[holdID]modelHold
 	last    map[string][]stock.Line // each order's last reserve, for retries
+	tokens  []string                // every token a Reserve returned, and "" and one never issued
 	skus    []string
 	orders  []string
 	missing string // a SKU that is never stocked
@@ -34,18 +36,24 @@ type holdID struct{ order, sku string }
 type modelHold struct {
 	qty       int64
 	committed bool
+	tok       string
 }
 
-func (m *gateModel) reserve(order string, lines []stock.Line) (stock.Outcome, error) {
+// reserve is what Reserve must answer. A new reserve (Reserved) takes
+// effect through take, once the Gate has said which token it made.
+func (m *gateModel) reserve(order string, lines []stock.Line) (stock.Reservation, error) {
 	var held, committed int
+	var tok *string
 	for _, l := range lines {
 		h, ok := m.holds[holdID{order, l.SKU}]
 		if !ok {
 			continue
 		}
-		if h.qty != l.Qty {
-			return 0, stock.ErrConflict
+		// One hold that stands is one token: lines under two are no repeat.
+		if h.qty != l.Qty || (tok != nil && *tok != h.tok) {
+			return stock.Reservation{}, stock.ErrConflict
 		}
+		tok = &h.tok
 		if h.committed {
 			committed++
 		} else {
@@ -54,61 +62,75 @@ func (m *gateModel) reserve(order string, lines []stock.Line) (stock.Outcome, er
 	}
 	switch {
 	case held+committed == len(lines) && committed > 0:
-		return stock.AlreadyCommitted, nil
+		return stock.Reservation{Outcome: stock.AlreadyCommitted, Token: *tok}, nil
 	case held+committed == len(lines):
-		return stock.AlreadyHeld, nil
+		return stock.Reservation{Outcome: stock.AlreadyHeld, Token: *tok}, nil
 	case held+committed > 0:
-		return 0, stock.ErrConflict
+		return stock.Reservation{}, stock.ErrConflict
 	}
 	for _, l := range lines {
 		lv := m.levels[l.SKU]
 		if !lv.Stocked {
-			return 0, &stock.NotStockedError{SKU: l.SKU}
+			return stock.Reservation{}, &stock.NotStockedError{SKU: l.SKU}
 		}
 		if lv.Available < l.Qty {
-			return 0, &stock.OutOfStockError{SKU: l.SKU, Available: lv.Available}
+			return stock.Reservation{}, &stock.OutOfStockError{SKU: l.SKU, Available: lv.Available}
 		}
 	}
+	return stock.Reservation{Outcome: stock.Reserved}, nil
+}
+
+// take applies a new reserve of lines under token.
+func (m *gateModel) take(order string, lines []stock.Line, token string) {
 	for _, l := range lines {
 		lv := m.levels[l.SKU]
 		lv.Available -= l.Qty
 		lv.Held += l.Qty
 		m.levels[l.SKU] = lv
-		m.holds[holdID{order, l.SKU}] = modelHold{qty: l.Qty}
+		m.holds[holdID{order, l.SKU}] = modelHold{qty: l.Qty, tok: token}
 	}
-	return stock.Reserved, nil
+	m.tokens = append(m.tokens, token)
+}
+
+// giveBack releases order's held hold on sku and returns its units.
+func (m *gateModel) giveBack(order, sku string) int64 {
+	h := m.holds[holdID{order, sku}]
+	lv := m.levels[sku]
+	lv.Available += h.qty
+	lv.Held -= h.qty
+	m.levels[sku] = lv
+	delete(m.holds, holdID{order, sku})
+	return h.qty
 }
 
 func (m *gateModel) release(order string, skus []string) int64 {
 	var units int64
 	for _, sku := range dedup(skus) {
-		h, ok := m.holds[holdID{order, sku}]
-		if !ok || h.committed {
-			continue
+		if h, ok := m.holds[holdID{order, sku}]; ok && !h.committed {
+			units += m.giveBack(order, sku)
 		}
-		lv := m.levels[sku]
-		lv.Available += h.qty
-		lv.Held -= h.qty
-		m.levels[sku] = lv
-		delete(m.holds, holdID{order, sku})
-		units += h.qty
 	}
 	return units
 }
 
-func (m *gateModel) commit(order string, skus []string) stock.CommitResult {
+func (m *gateModel) commit(order, token string, skus []string) stock.CommitResult {
 	var res stock.CommitResult
 	for _, sku := range dedup(skus) {
 		h, ok := m.holds[holdID{order, sku}]
 		switch {
 		case !ok:
 			res.Missing++
-		case !h.committed:
+		case h.committed:
+		case h.tok != token:
+			// A hold the row did not rely on is never sold.
+			res.Released += m.giveBack(order, sku)
+		default:
 			lv := m.levels[sku]
 			lv.Held -= h.qty
 			lv.Sold += h.qty
 			m.levels[sku] = lv
-			m.holds[holdID{order, sku}] = modelHold{qty: h.qty, committed: true}
+			h.committed = true
+			m.holds[holdID{order, sku}] = h
 			res.Units += h.qty
 		}
 	}
@@ -120,9 +142,11 @@ func dedup(skus []string) []string { return slices.Compact(slices.Sorted(slices.
 // TestGateProperties runs random sequences of reserve, retried reserve,
 // release, commit, set and add over several orders and SKUs (one of them
 // never stocked), with multi-line orders and repeated SKUs in release and
-// commit. After every step it checks I1 for every SKU (available >= 0 and
-// available + held + sold = stocked total), every counter, and every hold
-// against the model.
+// commit. Commits name the order's own token, a token of another order or
+// attempt, one never issued, or none; a step may also strip a hold's token
+// (a hold written before holds had them). After every step it checks I1
+// for every SKU (available >= 0 and available + held + sold = stocked
+// total), every counter, and every hold and its token against the model.
 func TestGateProperties(t *testing.T) {
 	t.Parallel()
 
@@ -139,6 +163,7 @@ func TestGateProperties(t *testing.T) {
 			levels:  map[string]stock.Levels{},
 			holds:   map[holdID]modelHold{},
 			last:    map[string][]stock.Line{},
+			tokens:  []string{"", "never-issued"},
 			skus:    []string{"s1", "s2", "s3"},
 			orders:  []string{"o1", "o2", "o3", "o4"},
 			missing: "ghost",
@@ -157,12 +182,23 @@ func TestGateProperties(t *testing.T) {
 		sku := rapid.SampledFrom(allSKUs)
 
 		doReserve := func(rt *rapid.T, o string, lines []stock.Line) {
-			wantOutcome, wantErr := m.reserve(o, lines)
+			want, wantErr := m.reserve(o, lines)
 			got, err := g.Reserve(ctx, o, lines, deadline)
 			if wantErr == nil {
-				if err != nil || got != wantOutcome {
-					rt.Fatalf("Reserve(%s, %v) = %v, %v, want %v, nil", o, lines, got, err, wantOutcome)
+				if err != nil || got.Outcome != want.Outcome || got.Partial {
+					rt.Fatalf("Reserve(%s, %v) = %+v, %v, want %v, nil", o, lines, got, err, want.Outcome)
 				}
+				if want.Outcome != stock.Reserved {
+					if got.Token != want.Token {
+						rt.Fatalf("Reserve(%s, %v).Token = %q, want the standing hold's %q", o, lines, got.Token, want.Token)
+					}
+					return
+				}
+				// A new hold's token is new.
+				if got.Token == "" || slices.Contains(m.tokens, got.Token) {
+					rt.Fatalf("Reserve(%s, %v).Token = %q, want one never issued before", o, lines, got.Token)
+				}
+				m.take(o, lines, got.Token)
 				return
 			}
 			if errors.Is(wantErr, stock.ErrConflict) {
@@ -206,14 +242,39 @@ func TestGateProperties(t *testing.T) {
 			"commit": func(rt *rapid.T) {
 				o := order.Draw(rt, "order")
 				skus := rapid.SliceOfN(sku, 1, 5).Draw(rt, "skus")
-				want := m.commit(o, skus)
-				got, err := g.Commit(ctx, o, skus)
+				// The order's own token most of the time (the row relied on
+				// its hold), else any other.
+				tokens := m.tokens
+				for _, s := range m.skus {
+					if h, ok := m.holds[holdID{o, s}]; ok {
+						tokens = append(slices.Repeat([]string{h.tok}, 3*len(m.tokens)), m.tokens...)
+						break
+					}
+				}
+				tok := rapid.SampledFrom(tokens).Draw(rt, "token")
+				want := m.commit(o, tok, skus)
+				got, err := g.Commit(ctx, o, tok, skus)
 				if err != nil {
-					rt.Fatalf("Commit(%s, %v) = %v, want nil", o, skus, err)
+					rt.Fatalf("Commit(%s, %q, %v) = %v, want nil", o, tok, skus, err)
 				}
 				if diff := cmp.Diff(want, got); diff != "" {
-					rt.Fatalf("Commit(%s, %v) mismatch (-want +got):\n%s", o, skus, diff)
+					rt.Fatalf("Commit(%s, %q, %v) mismatch (-want +got):\n%s", o, tok, skus, diff)
 				}
+			},
+			"strip token": func(rt *rapid.T) {
+				ids := slices.SortedFunc(maps.Keys(m.holds), func(a, b holdID) int {
+					return strings.Compare(a.order+"/"+a.sku, b.order+"/"+b.sku)
+				})
+				if len(ids) == 0 {
+					rt.Skip("no hold")
+				}
+				id := rapid.SampledFrom(ids).Draw(rt, "hold")
+				if err := rdb.HDel(ctx, stock.HoldKey(id.sku, id.order), "tok").Err(); err != nil {
+					rt.Fatalf("HDEL tok: %v", err)
+				}
+				h := m.holds[id]
+				h.tok = ""
+				m.holds[id] = h
 			},
 			"add": func(rt *rapid.T) {
 				s := rapid.SampledFrom(m.skus).Draw(rt, "sku")
@@ -281,10 +342,11 @@ func checkModel(rt *rapid.T, ctx context.Context, g *stock.Gate, rdb *redis.Clie
 	}
 	dl := strconv.FormatInt(deadline.UnixMilli(), 10)
 	for id, c := range got2 {
-		gotHold := holdState{Qty: c.hold.Val()["qty"], Deadline: c.hold.Val()["deadline"], State: c.hold.Val()["state"], InDeadlines: c.score.Err() == nil}
+		h := c.hold.Val()
+		gotHold := holdState{Qty: h["qty"], Deadline: h["deadline"], State: h["state"], Tok: h["tok"], InDeadlines: c.score.Err() == nil}
 		var wantHold holdState
 		if h, ok := m.holds[id]; ok {
-			wantHold = holdState{Qty: strconv.FormatInt(h.qty, 10), Deadline: dl, State: "held", InDeadlines: true}
+			wantHold = holdState{Qty: strconv.FormatInt(h.qty, 10), Deadline: dl, State: "held", Tok: h.tok, InDeadlines: true}
 			if h.committed {
 				wantHold.State, wantHold.InDeadlines = "committed", false
 			}
