@@ -8,7 +8,7 @@ import (
 // Test-only access to the batch path. The batchers group concurrent calls
 // as they happen to arrive, so a test that needs one known batch (orders
 // with different outcomes side by side in one script call) runs it here,
-// exactly as a batcher would hand it to reserveMany or commitMany.
+// exactly as the batcher would hand it to runOps.
 
 // MaxBatchLines is maxBatchLines, for tests that split a batch on it.
 const MaxBatchLines = maxBatchLines
@@ -27,10 +27,14 @@ func (g *Gate) ReserveBatch(ctx context.Context, orders []ReserveOrder) ([]Reser
 	for i, o := range orders {
 		reqs[i] = reserveReq{orderID: o.OrderID, token: o.Token, lines: o.Lines, deadline: o.Deadline}
 	}
-	res := g.reserveMany(ctx, reqs)
+	ops := make([]op, len(reqs))
+	for i := range reqs {
+		ops[i] = op{reserve: &reqs[i]}
+	}
+	res := g.runOps(ctx, ops)
 	out, errs := make([]Reservation, len(res)), make([]error, len(res))
 	for i, r := range res {
-		out[i], errs[i] = r.r, r.err
+		out[i], errs[i] = r.reserve.r, r.reserve.err
 	}
 	return out, errs
 }
@@ -48,15 +52,18 @@ func (g *Gate) CommitBatch(ctx context.Context, orders []CommitOrder) ([]CommitR
 	for i, o := range orders {
 		reqs[i] = commitReq{orderID: o.OrderID, token: o.Token, skus: o.SKUs}
 	}
-	res := g.commitMany(ctx, reqs)
+	ops := make([]op, len(reqs))
+	for i := range reqs {
+		ops[i] = op{commit: &reqs[i]}
+	}
+	res := g.runOps(ctx, ops)
 	out, errs := make([]CommitResult, len(res)), make([]error, len(res))
 	for i, r := range res {
-		out[i], errs[i] = r.r, r.err
+		out[i], errs[i] = r.commit.r, r.commit.err
 	}
 	return out, errs
 }
 
-// Batches counts the batches the reserve and the commit batcher have run.
-func (g *Gate) Batches() (reserves, commits int64) {
-	return g.reserves.Batches(), g.commits.Batches()
-}
+// Batches counts the batches the gate's batcher has run, reserves and
+// commits together.
+func (g *Gate) Batches() int64 { return g.ops.Batches() }

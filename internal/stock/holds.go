@@ -180,10 +180,13 @@ func (g *Gate) reserveCall(ops []op, idx []int, out []opRes) scriptCall {
 // reserveReply turns one order's four reply values into its outcome or its
 // typed error.
 func reserveReply(r reserveReq, v []any) (Reservation, error) {
-	code, _ := v[0].(int64)
+	code, ok := v[0].(int64)
 	line, _ := v[1].(int64)
 	n, _ := v[2].(int64)
 	tok, _ := v[3].(string)
+	if !ok {
+		return Reservation{}, fmt.Errorf("reserve %s: unexpected script reply %v", r.orderID, v)
+	}
 	sku := ""
 	if line >= 1 && int(line) <= len(r.lines) {
 		sku = r.lines[line-1].SKU
