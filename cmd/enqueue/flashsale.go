@@ -89,6 +89,9 @@ func parseSale(args []string, stderr io.Writer, f *saleFlags) error {
 		return fmt.Errorf("%w: --buyers must be 1..10000000", config.ErrUsage)
 	case f.concurrency < 1 || f.concurrency > 1024:
 		return fmt.Errorf("%w: --concurrency must be 1..1024", config.ErrUsage)
+	case f.waitTimeout <= 0:
+		// With --wait it would give up the moment the orders are enqueued.
+		return fmt.Errorf("%w: --wait-timeout must be positive", config.ErrUsage)
 	}
 	if err := stock.CheckSKU(f.sku); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
