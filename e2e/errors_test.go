@@ -34,7 +34,7 @@ func TestCommandErrors(t *testing.T) {
 		{"order qty too big", nil, "enqueue", []string{"order", "--customer", "c", "SKU-1=10001"}, 2, "qty"},
 		{"flash-sale no sku", nil, "enqueue", []string{"flash-sale", "--buyers", "3"}, 2, "--sku is required"},
 		{"worker bad concurrency", nil, "worker", []string{"--concurrency", "0"}, 2, "--concurrency"},
-		{"worker public without auth", nil, "worker", []string{"--admin-addr", "0.0.0.0:0"}, 1, "auth"},
+		{"worker public without auth", nil, "worker", []string{"--admin-addr", "0.0.0.0:0"}, 2, "auth"},
 		{"redis unreachable, password redacted", []string{"REDIS_URL=redis://:" + secret + "@127.0.0.1:1/0"},
 			"stockctl", []string{"show"}, 1, "does not answer"},
 		{"help hides the password in defaults", []string{"REDIS_URL=redis://u:" + secret + "@127.0.0.1:1/0", "DATABASE_URL=postgres://u:" + secret + "@h/db"},

@@ -95,6 +95,9 @@ func parseSale(args []string, stderr io.Writer, f *saleFlags) error {
 		return fmt.Errorf("%w: --concurrency must be 1..1024", config.ErrUsage)
 	case f.rate < 0 || f.rate > 1_000_000 || f.rate != f.rate:
 		return fmt.Errorf("%w: --rate must be 0..1000000 orders per second", config.ErrUsage)
+	case f.waitTimeout <= 0:
+		// With --wait it would give up the moment the orders are enqueued.
+		return fmt.Errorf("%w: --wait-timeout must be positive", config.ErrUsage)
 	}
 	if err := stock.CheckSKU(f.sku); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)

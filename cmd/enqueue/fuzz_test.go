@@ -47,6 +47,8 @@ func parseLine(args []string) parsed {
 		fs.Usage()
 		p.NoCmd = true
 		err = fmt.Errorf("%w: no command", config.ErrUsage)
+	case pos[0] != "help" && validate(p.Conn, p.Client) != nil:
+		err = fmt.Errorf("%w: %v", config.ErrUsage, validate(p.Conn, p.Client))
 	default:
 		p.Cmd = pos[0]
 		rest := pos[1:]
@@ -156,6 +158,9 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 	if p.Stderr != "" {
 		t.Fatalf("enqueue %q printed %q while parsing", args, p.Stderr)
 	}
+	if p.Client.Retention < 0 || p.Client.MaxRetry < 0 {
+		t.Fatalf("enqueue %q accepted retention %v and max retry %d", args, p.Client.Retention, p.Client.MaxRetry)
+	}
 	switch p.Cmd {
 	case "order":
 		o := p.Order
@@ -188,6 +193,8 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 			t.Fatalf("enqueue %q accepted concurrency %d", args, s.concurrency)
 		case s.qty < 1 || s.qty > stock.MaxQty:
 			t.Fatalf("enqueue %q accepted qty %d", args, s.qty)
+		case s.waitTimeout <= 0:
+			t.Fatalf("enqueue %q accepted --wait-timeout %v", args, s.waitTimeout)
 		case s.run != "" && (len(s.run) > 40 || orders.CheckID(fmt.Sprintf("%s-%d", s.run, s.buyers)) != nil):
 			t.Fatalf("enqueue %q accepted --run %q, which makes order id %s-%d invalid", args, s.run, s.run, s.buyers)
 		}

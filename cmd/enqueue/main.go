@@ -74,6 +74,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	cmd, rest := pos[0], pos[1:]
+	if cmd == "help" {
+		fs.Usage()
+		return 0
+	}
+	if err := validate(e.conn, ccfg); err != nil {
+		fmt.Fprintf(stderr, "enqueue: %v: %v\n", config.ErrUsage, err)
+		return 2
+	}
 	var cmdFn func(context.Context, *env, []string) error
 	switch cmd {
 	case "order":
@@ -82,9 +90,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cmdFn = placeFile
 	case "flash-sale":
 		cmdFn = flashSale
-	case "help":
-		fs.Usage()
-		return 0
 	default:
 		fmt.Fprintf(stderr, "enqueue: unknown command %q (want order, file or flash-sale; see enqueue -h)\n", cmd)
 		return 2
@@ -129,6 +134,19 @@ func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *orders.ClientConfig)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// validate checks every setting before a command runs, so that a bad one
+// is refused before anything is enqueued, whether the command uses it or
+// not (only flash-sale --wait reads Postgres).
+func validate(c config.Conn, ccfg orders.ClientConfig) error {
+	switch {
+	case ccfg.Retention < 0:
+		return fmt.Errorf("--retention %v must be >= 0", ccfg.Retention)
+	case ccfg.MaxRetry < 0:
+		return fmt.Errorf("--max-retry %d must be >= 0", ccfg.MaxRetry)
+	}
+	return c.Validate()
 }
 
 // connect opens the Asynq client lazily, after argument checks, so a usage

@@ -47,6 +47,8 @@ func parseLine(args []string) parsed {
 		fs.Usage()
 		p.NoCmd = true
 		err = fmt.Errorf("%w: no command", config.ErrUsage)
+	case pos[0] != "help" && pos[0] != "-h" && pos[0] != "--help" && p.Conn.Validate() != nil:
+		err = fmt.Errorf("%w: %v", config.ErrUsage, p.Conn.Validate())
 	default:
 		p.Cmd = pos[0]
 		rest := pos[1:]

@@ -67,6 +67,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := pos[0], pos[1:]
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		fs.Usage()
+		return 0
+	}
+	// Every setting is checked before any command connects: a bad one is
+	// refused before anything changed, whether the command uses it or not.
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "stockctl: %v: %v\n", config.ErrUsage, err)
+		return 2
+	}
 	switch cmd {
 	case "migrate":
 		err = migrate(ctx, cfg, rest, stdout, stderr)
@@ -82,9 +92,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	case "rebuild":
 		err = rebuild(ctx, cfg, rest, stdout, stderr)
-	case "help", "-h", "--help":
-		fs.Usage()
-		return 0
 	default:
 		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show, reconcile or rebuild)", config.ErrUsage, cmd)
 		cmd = "" // quoted in err; as typed it could span lines

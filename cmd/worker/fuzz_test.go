@@ -6,10 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockgate/stockgate/internal/config/configtest"
 )
@@ -127,6 +132,16 @@ func checkBounds(t *testing.T, args []string, c Config) {
 		t.Fatalf("parseConfig(%q) accepted an admin user without a password, or the reverse", args)
 	case lvl.UnmarshalText([]byte(c.LogLevel)) != nil:
 		t.Fatalf("parseConfig(%q) accepted log level %q", args, c.LogLevel)
+	case c.RateLimit > 0 && c.RateWindow < time.Millisecond:
+		t.Fatalf("parseConfig(%q) accepted rate limit %d per %v", args, c.RateLimit, c.RateWindow)
+	case c.AdminUser == "" && !loopback(c.AdminAddr):
+		t.Fatalf("parseConfig(%q) accepted admin address %q without auth", args, c.AdminAddr)
+	}
+	if u, err := url.Parse(c.Conn.RedisURL); err != nil || u.Scheme != "redis" && u.Scheme != "rediss" {
+		t.Fatalf("parseConfig(%q) accepted Redis URL %q", args, c.Conn.RedisURL)
+	}
+	if _, err := pgxpool.ParseConfig(c.Conn.DatabaseURL); err != nil {
+		t.Fatalf("parseConfig(%q) accepted database URL %q: %v", args, c.Conn.DatabaseURL, err)
 	}
 	prev := time.Duration(0)
 	for n := range 40 {
@@ -137,4 +152,12 @@ func checkBounds(t *testing.T, args []string, c Config) {
 		}
 		prev = d
 	}
+}
+
+// loopback reports whether addr is host:port on a loopback host, which the
+// admin server may serve without auth.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip, perr := netip.ParseAddr(host)
+	return err == nil && (strings.EqualFold(host, "localhost") || perr == nil && ip.Unmap().IsLoopback())
 }

@@ -16,25 +16,34 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/worker"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := parseConfig(os.Args[1:], os.Stderr)
+	code := command(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is the worker as main runs it, returning the exit status: every
+// setting is checked (parseConfig) before run connects or migrates.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
 	}
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
-		os.Exit(1)
+	if err := run(ctx, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 1
 	}
+	return 0
 }
 
 // Config is everything the worker reads from flags and the environment.
@@ -153,18 +162,23 @@ func (c Config) validate() error {
 		return errors.New("--sweep-interval must be positive")
 	case c.RateLimit < 0:
 		return errors.New("--rate-limit must be >= 0")
+	case c.RateLimit > 0 && c.RateWindow < time.Millisecond:
+		return fmt.Errorf("--rate-window %v must be at least 1ms when --rate-limit is on", c.RateWindow)
 	case c.PollInterval < time.Millisecond || c.PollInterval > time.Minute:
 		return errors.New("--poll-interval must be between 1ms and 1m")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("--retry-base must be positive and at most --retry-max")
-	case (c.AdminUser == "") != (c.AdminPassword == ""):
-		return errors.New("set both ADMIN_USER and ADMIN_PASSWORD, or neither")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	// The admin server and the URLs are checked here, not where run uses
+	// them: run migrates first, and a bad setting must change nothing.
+	if err := (admin.Config{Addr: c.AdminAddr, User: c.AdminUser, Password: c.AdminPassword}).Validate(); err != nil {
+		return err
+	}
+	return c.Conn.Validate()
 }
 
 // logAttrs is the config as logged at start: URLs redacted, no password.

@@ -55,13 +55,17 @@ func (c Config) Validate() error {
 	addr := cmp.Or(c.Addr, DefaultAddr)
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("admin address %q: want host:port such as %s: %w", addr, DefaultAddr, err)
+		reason := err.Error()
+		if ae, ok := err.(*net.AddrError); ok {
+			reason = ae.Err // the whole error repeats addr unquoted, which could break the line
+		}
+		return fmt.Errorf("admin address %q: want host:port such as %s: %s", addr, DefaultAddr, reason)
 	}
 	if (c.User == "") != (c.Password == "") {
 		return errors.New("admin basic auth: set both ADMIN_USER and ADMIN_PASSWORD, or neither")
 	}
 	if c.User == "" && !isLoopback(host) {
-		return fmt.Errorf("admin address %s: %w", addr, ErrPublicWithoutAuth)
+		return fmt.Errorf("admin address %q: %w", addr, ErrPublicWithoutAuth)
 	}
 	return nil
 }

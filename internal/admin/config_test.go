@@ -21,7 +21,7 @@ func TestValidate(t *testing.T) {
 		{name: "loopback v6", cfg: Config{Addr: "[::1]:8080"}},
 		{name: "localhost", cfg: Config{Addr: "localhost:8080"}},
 		{name: "all interfaces with auth", cfg: Config{Addr: "0.0.0.0:8080", User: "ops", Password: "pw"}},
-		{name: "all interfaces without auth", cfg: Config{Addr: "0.0.0.0:8080"}, wantErr: "admin address 0.0.0.0:8080: refusing", wantPublic: true},
+		{name: "all interfaces without auth", cfg: Config{Addr: "0.0.0.0:8080"}, wantErr: `admin address "0.0.0.0:8080": refusing`, wantPublic: true},
 		{name: "empty host without auth", cfg: Config{Addr: ":8080"}, wantErr: "refusing", wantPublic: true},
 		{name: "v6 any without auth", cfg: Config{Addr: "[::]:8080"}, wantErr: "refusing", wantPublic: true},
 		{name: "LAN address without auth", cfg: Config{Addr: "10.0.0.5:8080"}, wantErr: "refusing", wantPublic: true},
@@ -29,6 +29,8 @@ func TestValidate(t *testing.T) {
 		{name: "user without password", cfg: Config{User: "ops"}, wantErr: "set both ADMIN_USER and ADMIN_PASSWORD"},
 		{name: "password without user", cfg: Config{Addr: "0.0.0.0:8080", Password: "pw"}, wantErr: "set both ADMIN_USER and ADMIN_PASSWORD"},
 		{name: "no port", cfg: Config{Addr: "127.0.0.1"}, wantErr: "want host:port"},
+		{name: "no port, newline quoted", cfg: Config{Addr: "a\nb"}, wantErr: `admin address "a\nb": want host:port such as 127.0.0.1:8080: missing port in address`},
+		{name: "newline in host quoted", cfg: Config{Addr: "a\nb:8080"}, wantErr: `admin address "a\nb:8080": refusing`, wantPublic: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

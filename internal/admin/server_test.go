@@ -138,7 +138,7 @@ func TestRefusePublicWithoutAuth(t *testing.T) {
 	if !errors.Is(err, ErrPublicWithoutAuth) {
 		t.Fatalf("New(0.0.0.0:0 without auth) = %v, %v; want ErrPublicWithoutAuth", s, err)
 	}
-	if want := "admin address 0.0.0.0:0: refusing to listen on a non-loopback address without basic auth: set ADMIN_USER and ADMIN_PASSWORD, or listen on 127.0.0.1"; err.Error() != want {
+	if want := `admin address "0.0.0.0:0": refusing to listen on a non-loopback address without basic auth: set ADMIN_USER and ADMIN_PASSWORD, or listen on 127.0.0.1`; err.Error() != want {
 		t.Errorf("New error = %q, want %q", err, want)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate/internal/telemetry"
@@ -33,6 +34,17 @@ const (
 type Conn struct {
 	RedisURL    string
 	DatabaseURL string
+}
+
+// Validate parses both URLs, so that a command can refuse a bad one before
+// it connects to anything: each command checks every setting, the ones its
+// subcommand will not use too.
+func (c Conn) Validate() error {
+	if _, err := RedisOptions(c.RedisURL); err != nil {
+		return err
+	}
+	_, err := PostgresConfig(c.DatabaseURL)
+	return err
 }
 
 // Register adds -redis-url and -database-url to fs, defaulting to the
@@ -223,6 +235,17 @@ func RedisOptions(rawURL string) (*redis.Options, error) {
 		opt.TLSConfig.MinVersion = tls.VersionTLS12
 	}
 	return opt, nil
+}
+
+// PostgresConfig parses a Postgres URL or key=value DSN for pgxpool. pgx
+// quotes the DSN in some of its parse errors, so the error names only the
+// redacted URL.
+func PostgresConfig(rawURL string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		return nil, errors.New(escapeControl("database url " + Redact(rawURL) + " is not a valid Postgres URL"))
+	}
+	return cfg, nil
 }
 
 // AsynqRedisOpt builds Asynq's connection options from go-redis options, so

@@ -50,10 +50,9 @@ func Redis(ctx context.Context, rawURL string) (*redis.Client, error) {
 // Postgres opens a pool on rawURL and pings it. tune, if not nil, may adjust
 // the pool's config (for example to add a tracer) before it connects.
 func Postgres(ctx context.Context, rawURL string, tune func(*pgxpool.Config)) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(rawURL)
+	cfg, err := config.PostgresConfig(rawURL)
 	if err != nil {
-		// pgx quotes the DSN in some parse errors; never print it.
-		return nil, fmt.Errorf("database url %s is not a valid Postgres URL", config.Redact(rawURL))
+		return nil, err
 	}
 	if tune != nil {
 		tune(cfg)

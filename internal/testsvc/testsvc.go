@@ -15,8 +15,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +227,61 @@ func Poll(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
 			tb.Fatalf("timed out after %v waiting for: %s", timeout, msg)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Refusal is a command line that a command must refuse before its first
+// side effect: exit status 2, nothing on stdout and one line on stderr
+// holding Want.
+type Refusal struct {
+	Name string
+	Args []string
+	Want string
+}
+
+// CheckRefusals runs each refusal through run, a command's entry point in
+// process, with --redis-url and --database-url before its arguments naming
+// a Redis database and a Postgres database of the test's own, and checks
+// the refusal and that both are left Untouched.
+func CheckRefusals(t *testing.T, run func(args []string, stdout, stderr io.Writer) int, refusals []Refusal) {
+	t.Helper()
+	r, db, rdb := RedisDB(t)
+	dbURL := NewDatabase(t)
+	for _, rf := range refusals {
+		t.Run(rf.Name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(append([]string{"--redis-url", r.URL(db), "--database-url", dbURL}, rf.Args...), &stdout, &stderr)
+			line, ok := strings.CutSuffix(stderr.String(), "\n")
+			if code != 2 || stdout.Len() > 0 || !ok || strings.Contains(line, "\n") || !strings.Contains(line, rf.Want) {
+				t.Fatalf("%q = %d, stdout %q, stderr %q; want 2, nothing on stdout and one line with %q", rf.Args, code, stdout.String(), stderr.String(), rf.Want)
+			}
+			Untouched(t, dbURL, rdb)
+		})
+	}
+}
+
+// Untouched fails tb unless the database at dbURL has no table and rdb's
+// database no key: what a command that refused a setting before its first
+// side effect leaves behind. Either may be left out ("" or nil).
+func Untouched(tb testing.TB, dbURL string, rdb *redis.Client) {
+	tb.Helper()
+	ctx := context.Background()
+	if dbURL != "" {
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			tb.Fatalf("connect to the test database: %v", err)
+		}
+		defer conn.Close(ctx)
+		rows, _ := conn.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(tables) > 0 {
+			tb.Errorf("the database has tables %q (%v), want none", tables, err)
+		}
+	}
+	if rdb != nil {
+		if n, err := rdb.DBSize(ctx).Result(); err != nil || n != 0 {
+			tb.Errorf("redis has %d keys (%v), want none", n, err)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@
 package configtest
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -77,49 +78,48 @@ func SetEnv(t *testing.T, keys, vals []string) {
 func OneLine(msg string) bool { return !strings.ContainsAny(msg, "\r\n") }
 
 // Passwords returns what must never be printed from s, a Redis or Postgres
-// URL or a Postgres key=value DSN, under any reasonable reading of it:
-//   - the user-info password of anything shaped scheme://…: the text after
-//     the first ':' of the user info, which ends at the last '@' (a
+// URL or a Postgres key=value DSN, under any reasonable reading of it; a
+// hybrid of the two has passwords under both:
+//   - the password and sslpassword values of a DSN, keys in any case,
+//     quoted or bare;
+//   - the user-info password of anything shaped [scheme:]//…: the text
+//     after the first ':' of the user info, which ends at the last '@' (a
 //     password may hold an unescaped '/', '?', '#' or '@');
-//   - the password and sslpassword query parameters of such a URL;
-//   - the password and sslpassword values of a DSN, quoted or bare.
+//   - the password and sslpassword query parameters, keys in any case and
+//     percent-decoded (as pgx and libpq decode them), each value up to the
+//     next '&' (libpq keeps a '#' in it).
 //
 // It is deliberately written without telemetry.RedactURL's code.
 func Passwords(s string) []string {
-	var out []string
-	scheme, rest, isURL := strings.Cut(s, "://")
-	if !isURL || strings.ContainsAny(scheme, " \t\n\r\f\v=") {
-		// A DSN, or a DSN holding "://" in a value, or text neither
-		// reading fits: both readings' passwords count.
-		out = dsnPasswords(s)
-	}
-	if !isURL {
-		return out
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
-			out = append(out, pw)
+	out := dsnPasswords(s)
+	if _, rest, ok := strings.Cut(s, "//"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				out = append(out, pw)
+			}
 		}
 	}
-	if _, q, ok := strings.Cut(rest, "?"); ok {
-		q, _, _ = strings.Cut(q, "#")
+	if _, q, ok := strings.Cut(s, "?"); ok {
 		for kv := range strings.SplitSeq(q, "&") {
 			k, v, _ := strings.Cut(kv, "=")
-			if k == "password" || k == "sslpassword" {
-				if v != "" {
-					out = append(out, v)
-				}
+			if k, err := url.QueryUnescape(k); err == nil && passwordKey(k) && v != "" {
+				out = append(out, v)
 			}
 		}
 	}
 	return out
 }
 
+// passwordKey reports whether key names a password in a DSN or a URL query.
+func passwordKey(key string) bool {
+	return strings.EqualFold(key, "password") || strings.EqualFold(key, "sslpassword")
+}
+
 // dsnPasswords reads s as libpq and pgx read a key=value DSN: white space
 // may surround the '=', a value is quoted ('…') or bare (up to white
 // space), and a backslash escapes the next character in both. It returns
-// the raw text of every password and sslpassword value, and stops where
-// the text stops being a DSN, as the drivers do.
+// the raw text of every password and sslpassword value, and stops where the
+// text stops being a DSN, as the drivers do.
 func dsnPasswords(s string) []string {
 	var out []string
 	space := func(i int) bool { return i < len(s) && strings.IndexByte(" \t\n\r\f\v", s[i]) >= 0 }
@@ -159,7 +159,7 @@ func dsnPasswords(s string) []string {
 		if quoted && i < len(s) {
 			i++
 		}
-		if (key == "password" || key == "sslpassword") && val != "" {
+		if passwordKey(key) && val != "" {
 			out = append(out, val)
 		}
 	}
