@@ -107,7 +107,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	fs.IntVar(&c.Concurrency, "concurrency", envInt("CONCURRENCY", worker.DefaultConcurrency), "orders processed at once [CONCURRENCY]")
 	fs.IntVar(&c.DequeueLoops, "dequeue-loops", envInt("DEQUEUE_LOOPS", worker.DefaultDequeueLoops),
-		"Asynq servers in this process, taking tasks in parallel and sharing --concurrency; one alone waits a Redis round trip per task [DEQUEUE_LOOPS]")
+		"Asynq servers in this process while orders arrive, taking tasks in parallel and sharing --concurrency (one alone waits a Redis round trip per task); all but one stop after 30s without an order [DEQUEUE_LOOPS]")
 	fs.StringVar(&c.AdminAddr, "admin-addr", config.Env("ADMIN_ADDR", "127.0.0.1:8080"),
 		"admin HTTP address for /healthz, /readyz, /metrics, /monitoring/ [ADMIN_ADDR]")
 	fs.BoolVar(&c.MonitoringWritable, "monitoring-writable", os.Getenv("MONITORING_WRITABLE") == "true",
@@ -128,7 +128,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		"first retry delay after an infrastructure error; doubles per attempt [RETRY_BASE]")
 	fs.DurationVar(&c.RetryMax, "retry-max", envDur("RETRY_MAX", time.Minute), "longest retry delay [RETRY_MAX]")
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", worker.DefaultPollInterval),
-		"how long an idle worker waits before looking for new orders again [POLL_INTERVAL]")
+		"how long an idle worker waits before looking for new orders again; while orders arrive, the other dequeue loops look every 5ms [POLL_INTERVAL]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := errors.Join(errs...); err != nil {
 		// Join puts each on a line of its own; the error is printed as one.

@@ -43,8 +43,12 @@ type got struct {
 }
 
 // batchConfig bounds the store's batches: one batch is one statement and,
-// for Decide, one commit.
-var batchConfig = batch.Config{MaxBatch: 128, MaxInflight: 4, Timeout: 10 * time.Second}
+// for Decide, one commit. One batch in flight at a time is what makes
+// batches form: with more, a lone request nearly always finds a free slot
+// and goes alone, and Postgres pays a statement and a commit per order
+// (docs/benchmarks.md measured both). A batch never waits to fill: a
+// request arriving while none runs goes at once.
+var batchConfig = batch.Config{MaxBatch: 128, MaxInflight: 1, Timeout: 10 * time.Second}
 
 // WriteFence is how long after an attempt's start its confirmed row can
 // still land, for an attempt bounded by handlerTimeout: its deadline, plus

@@ -77,8 +77,9 @@ type Config struct {
 	// Batch bounds how concurrent Reserve and Commit calls are combined,
 	// each kind into one script call per hash slot. A call never waits for
 	// a batch to fill: at low load every call is a batch of one. MaxBatch
-	// counts orders (default DefaultMaxBatch); MaxInflight defaults to 2,
-	// Timeout to 5s.
+	// counts orders (default DefaultMaxBatch); MaxInflight defaults to 1
+	// (with more, a lone call nearly always finds a free slot and goes
+	// alone), Timeout to 5s.
 	Batch batch.Config
 }
 
@@ -111,7 +112,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Gate {
 	}
 	bc := cfg.Batch
 	bc.MaxBatch = cmp.Or(bc.MaxBatch, DefaultMaxBatch)
-	bc.MaxInflight = cmp.Or(bc.MaxInflight, 2)
+	bc.MaxInflight = cmp.Or(bc.MaxInflight, 1)
 	bc.Timeout = cmp.Or(bc.Timeout, 5*time.Second)
 	g.ops = batch.New(bc, g.runOps)
 	return g
