@@ -114,7 +114,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, err
 	}
 	t.exporter = name
-	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+	var tp trace.TracerProvider = quietProvider{}
 	if exp != nil {
 		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
 		tp = t.tp
