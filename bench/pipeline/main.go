@@ -51,6 +51,7 @@ type benchConfig struct {
 	cpuProfile   string
 	keep         bool
 	pollInterval time.Duration
+	bin          string
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	fs.DurationVar(&c.pollInterval, "poll-interval", 0, "the worker's --poll-interval (default: the worker's default)")
 	fs.BoolVar(&c.profile, "profile", false, "also print pg_stat_statements' top statements and Redis INFO commandstats for the pipeline run")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the worker during the peak run to this file (go tool pprof)")
+	fs.StringVar(&c.bin, "bin", "", "use the worker, enqueue and stockctl already built in this directory (e.g. an older version's, to compare) instead of building ./cmd/...")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data) instead of removing it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,12 +106,15 @@ func run(ctx context.Context, c benchConfig, stdout, stderr io.Writer) error {
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
 
-	logf("building the commands")
-	bin := filepath.Join(work, "bin")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
-	build.Stdout, build.Stderr = stderr, stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build: %w", err)
+	bin := c.bin
+	if bin == "" {
+		logf("building the commands")
+		bin = filepath.Join(work, "bin")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
+		build.Stdout, build.Stderr = stderr, stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go build: %w", err)
+		}
 	}
 
 	env, err := startServices(ctx, work, c, logf)
