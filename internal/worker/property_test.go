@@ -128,15 +128,15 @@ func attemptContexts(t *testing.T, ropt asynq.RedisClientOpt) (first, retry, las
 // start of each check) and one Postgres database, which checks share safely
 // because each uses its own order ids and SKUs.
 type propEnv struct {
-	rdb         *redis.Client
-	pool        *pgxpool.Pool
-	gate        *stock.Gate
-	store       *orderstore.Store
-	catalog     *catalog.Catalog
+	rdb                *redis.Client
+	pool               *pgxpool.Pool
+	gate               *stock.Gate
+	store              *orderstore.Store
+	catalog            *catalog.Catalog
 	first, retry, last context.Context
-	log         *slog.Logger
-	seq         atomic.Int64
-	cov         propCoverage
+	log                *slog.Logger
+	seq                atomic.Int64
+	cov                propCoverage
 }
 
 // propCoverage counts what the checks exercised, so that a run that passes
