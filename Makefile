@@ -22,13 +22,13 @@ FUZZ ?= .
 FUZZTIME ?= 1m
 FUZZPARALLEL ?=
 
-.PHONY: help build lint lint/sh test test/short chaos bench bench/pipeline fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh openapi test test/short chaos bench bench/pipeline bench/api fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_\/-]+:[^#]*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## build bin/worker, bin/enqueue and bin/stockctl
+build: ## build bin/worker, bin/api, bin/enqueue and bin/stockctl
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
 
@@ -38,10 +38,13 @@ lint: ## gofmt -l, go vet, luacheck lua/ (installs lua-check if missing)
 lint/sh: ## shellcheck scripts/*.sh and .ci/run (not part of make test)
 	@bash scripts/lint.sh sh
 
-test: lint ## lint, then the whole suite with -race on real Redis, Postgres and Chromium (installs what is missing)
+openapi: ## validate api/openapi.yaml with Redocly's OpenAPI linter (npm, pinned, cached in ./.data/npm)
+	@bash scripts/openapi.sh
+
+test: lint openapi ## lint, validate the OpenAPI description, then the whole suite with -race on real Redis, Postgres and Chromium (installs what is missing)
 	@bash scripts/testenv.sh go test -race -count=1 -timeout 20m $(TESTFLAGS) $(PKG)
 
-test/short: ## the quick tests only (-short), with -race
+test/short: openapi ## the quick tests only (-short), with -race
 	@bash scripts/testenv.sh go test -short -race -count=1 -timeout 10m $(TESTFLAGS) $(PKG)
 
 chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHAOS_RUN=regexp narrows)

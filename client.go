@@ -272,6 +272,14 @@ func (c *Client) Wait(ctx context.Context, orderID string) (Status, error) {
 	return statusOfRecord(rec), nil
 }
 
+// Waiting is how many orders some Wait is waiting for right now.
+func (c *Client) Waiting() int {
+	if c.waits == nil {
+		return 0
+	}
+	return c.waits.count()
+}
+
 // Stock returns a SKU's units, or ErrNotFound for a SKU never stocked.
 func (c *Client) Stock(ctx context.Context, sku string) (Stock, error) {
 	if stock.CheckSKU(sku) != nil {

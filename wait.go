@@ -118,10 +118,12 @@ func (p *poller) run() {
 	}
 }
 
-func (p *poller) idle() bool {
+func (p *poller) idle() bool { return p.count() == 0 }
+
+func (p *poller) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.waiters) == 0
+	return len(p.waiters)
 }
 
 // poll reads the rows of every waited-for order, pollChunk ids a query. A

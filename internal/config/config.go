@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -238,6 +239,16 @@ func AsynqRedisOpt(o *redis.Options) asynq.RedisClientOpt {
 		TLSConfig: o.TLSConfig,
 		PoolSize:  o.PoolSize,
 	}
+}
+
+// IsLoopback reports whether a listen address's host keeps a server off
+// the network. It is strict: an empty host means every interface.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // ErrUsage marks errors caused by how a command was called; commands print
