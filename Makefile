@@ -56,6 +56,10 @@ bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./.
 bench/pipeline: ## the pipeline against Postgres-only and Asynq no-op, with latency and CPU per order (BUYERS=20000 PGSECS=20 APPENDFSYNC=everysec ARGS=)
 	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -buyers $${BUYERS:-20000} -pgbench-seconds $${PGSECS:-20} $${ARGS:-}
 
+bench/api: ## the storefront API under wrk against the Go client's enqueue rate, and held long-polls (BUYERS=20000 SECS=20; installs wrk)
+	@bash scripts/deps.sh wrk
+	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -api -buyers $${BUYERS:-20000} -api-seconds $${SECS:-20} $${ARGS:-}
+
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh
 

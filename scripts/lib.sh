@@ -81,6 +81,7 @@ ensure_tool() {
 	# chromedp looks for any of these names.
 	chromium) ensure_cmd chromium chromium chromium-browser google-chrome google-chrome-stable headless-shell ;;
 	shellcheck) ensure_cmd shellcheck shellcheck ;;
+	wrk) ensure_cmd wrk wrk ;;
 	# The server binaries live off PATH; the services command looks for
 	# them (PG_BINDIR, /usr/lib/postgresql/*/bin) and asks for this only
 	# when it found none.
