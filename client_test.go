@@ -17,7 +17,7 @@ import (
 	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
-	"github.com/stockgate/stockgate/migrations"
+	"github.com/stockgate/stockgate/internal/testsvc/testdb"
 )
 
 type testBundle struct {
@@ -34,15 +34,7 @@ func setup(t *testing.T, cfg Config) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	r, db, rdb := testsvc.RedisDB(t)
-	dbURL := testsvc.NewDatabase(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Migrate(ctx, pool); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
+	dbURL, pool := testdb.NewURL(t)
 	cfg.RedisURL, cfg.DatabaseURL = r.URL(db), dbURL
 	c, err := NewClient(ctx, cfg)
 	if err != nil {

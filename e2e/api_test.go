@@ -26,14 +26,8 @@ type apiServer struct {
 
 func (s *stack) startAPI(t *testing.T, env []string, args ...string) *apiServer {
 	t.Helper()
-	port, err := testsvc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &apiServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	a.Process = testsvc.StartProcess(t, filepath.Join(binDir, "api"), slices.Concat(s.env, env), append([]string{"--addr", a.addr}, args...)...)
-	testsvc.WaitReady(t, 30*time.Second, a.addr, a.Process)
-	return a
+	p, addr := s.startServer(t, "api", "--addr", env, args...)
+	return &apiServer{Process: p, addr: addr}
 }
 
 // TestNodeStorefront: a storefront in Node.js, through the API, places

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,15 +32,17 @@ type wrkResult struct {
 
 // apiResult is make bench/api's measurement.
 type apiResult struct {
-	direct     summary   // enqueue flash-sale through the Go client, no --wait
-	wrk        wrkResult // POST /v1/orders through the API
-	apiCPU     time.Duration
-	waiters    int
-	waitSecs   float64
-	waitCPU    time.Duration // the API's CPU while the long-polls were held
-	waitXacts  int64         // Postgres transactions meanwhile
-	pollTicks  float64       // seconds / poll interval
-	connection int
+	direct   summary   // enqueue flash-sale through the Go client, no --wait
+	wrk      wrkResult // POST /v1/orders through the API
+	apiCPU   time.Duration
+	waiters  int
+	waitSecs float64
+	// The API's CPU and the statements Postgres ran (pg_stat_statements'
+	// calls) while the long-polls were held, and over as long idle.
+	waitCPU, idleCPU               time.Duration
+	waitStatements, idleStatements string
+	pollTicks                      float64 // seconds / poll interval
+	connection                     int
 }
 
 // httpAPI measures the storefront API against the Go client it is built
@@ -98,8 +101,11 @@ func (e *env) httpAPI(ctx context.Context, bin string, c benchConfig, logf func(
 	logf("  %.0f accepted orders/s, p99 %.1f ms, %d refused", float64(accepted)/res.wrk.Seconds, res.wrk.P99MS, res.wrk.Non2xx)
 
 	// Long-polls on pending orders (no worker decides them): what do they
-	// cost the API and Postgres while held?
+	// cost the API and Postgres while held, against the same window idle?
 	res.waiters, res.waitSecs = 2000, 10
+	if res.idleCPU, res.idleStatements, err = e.window(ctx, api.pid(), res.waitSecs); err != nil {
+		return res, err
+	}
 	logf("API: %d long-polls ?wait=30s held for %.0fs", res.waiters, res.waitSecs)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,36 +120,85 @@ func (e *env) httpAPI(ctx context.Context, bin string, c benchConfig, logf func(
 			}
 		})
 	}
-	time.Sleep(3 * time.Second) // every request has done its first Status and waits
-	x0, err := e.xacts(ctx)
-	if err != nil {
+	// Measure from when every request has done its first Status and waits.
+	if err := waitGauge(ctx, "http://"+addr+"/metrics", fmt.Sprintf("stockgate_api_waiting %d", res.waiters)); err != nil {
 		return res, err
 	}
-	c0, _ := cpuTimes(api.pid(), false)
-	time.Sleep(time.Duration(res.waitSecs * float64(time.Second)))
-	c1, _ := cpuTimes(api.pid(), false)
-	x1, err := e.xacts(ctx)
-	if err != nil {
+	if res.waitCPU, res.waitStatements, err = e.window(ctx, api.pid(), res.waitSecs); err != nil {
 		return res, err
 	}
 	cancel()
 	wg.Wait()
-	res.waitCPU, res.waitXacts = c1-c0, x1-x0-1 // the second read counts itself
 	res.pollTicks = res.waitSecs / 0.1
-	logf("  API CPU %v, %d Postgres transactions (%.0f poll ticks)", res.waitCPU.Round(time.Millisecond), res.waitXacts, res.pollTicks)
+	logf("  API CPU %v", res.waitCPU.Round(time.Millisecond))
 	return res, nil
 }
 
-// xacts is the committed transactions of the benchmark's database so far.
-func (e *env) xacts(ctx context.Context) (int64, error) {
+// waitGauge polls a /metrics page until it has line.
+func waitGauge(ctx context.Context, url, line string) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range bytes.Split(b, []byte("\n")) {
+				if fields := bytes.Fields(l); len(fields) == 2 && bytes.HasPrefix(l, []byte("stockgate_api_waiting")) &&
+					string(fields[1]) == strings.Fields(line)[1] {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s never showed %q", url, line)
+}
+
+// topStatements is pg_stat_statements' busiest statements, by calls.
+func (e *env) topStatements(ctx context.Context) (string, error) {
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer conn.Close(ctx)
-	var n int64
-	err = conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
-	return n, err
+	rows, err := conn.Query(ctx, `SELECT calls, left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 5`)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var calls int64
+		var q string
+		if err := rows.Scan(&calls, &q); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "      %6d  %s\n", calls, q)
+	}
+	return b.String(), rows.Err()
+}
+
+// window is the API's CPU over secs, and the statements Postgres ran for
+// the benchmark's database meanwhile.
+func (e *env) window(ctx context.Context, apiPid int, secs float64) (time.Duration, string, error) {
+	if err := e.sql(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
+		return 0, "", err
+	}
+	c0, err := cpuTimes(apiPid, false)
+	if err != nil {
+		return 0, "", err
+	}
+	time.Sleep(time.Duration(secs * float64(time.Second)))
+	c1, err := cpuTimes(apiPid, false)
+	if err != nil {
+		return 0, "", err
+	}
+	top, err := e.topStatements(ctx)
+	return c1 - c0, top, err
 }
 
 func lastJSONLine(b []byte) []byte {
@@ -168,6 +223,8 @@ func (r apiResult) print(w io.Writer) {
 	if accepted > 0 {
 		fmt.Fprintf(w, "  API CPU per accepted order:     %v\n", (r.apiCPU / time.Duration(accepted)).Round(time.Microsecond))
 	}
-	fmt.Fprintf(w, "  %d long-polls held %.0fs:      API CPU %v, %d Postgres transactions (%.0f poll ticks at 100ms)\n",
-		r.waiters, r.waitSecs, r.waitCPU.Round(time.Millisecond), r.waitXacts, r.pollTicks)
+	fmt.Fprintf(w, "  no request for %.0fs:             API CPU %v; Postgres statements by calls (pg_stat_statements):\n%s",
+		r.waitSecs, r.idleCPU.Round(time.Millisecond), r.idleStatements)
+	fmt.Fprintf(w, "  %d long-polls held %.0fs (%.0f poll ticks): API CPU %v; Postgres statements by calls:\n%s",
+		r.waiters, r.waitSecs, r.pollTicks, r.waitCPU.Round(time.Millisecond), r.waitStatements)
 }

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -84,17 +83,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		fs.PrintDefaults()
 	}
 	c.Conn.Register(fs)
-	var errs []error
-	envDur := func(k string, d time.Duration) time.Duration {
-		v, err := config.EnvDuration(k, d)
-		errs = append(errs, err)
-		return v
-	}
-	envInt := func(k string, d int) int {
-		v, err := config.EnvInt(k, d)
-		errs = append(errs, err)
-		return v
-	}
+	var env config.EnvValues
+	envInt, envDur := env.Int, env.Duration
 	fs.StringVar(&c.Addr, "addr", config.Env("API_ADDR", httpapi.DefaultAddr), "listen `address` [API_ADDR]")
 	fs.StringVar(&c.KeysFile, "keys-file", config.Env("API_KEYS_FILE", ""), "API keys, one name:key or name:sha256:HEX per line [API_KEYS_FILE]")
 	fs.Float64Var(&c.RateLimit, "rate-limit", float64(envInt("API_RATE_LIMIT", 0)),
@@ -105,8 +95,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDur("SHUTDOWN_TIMEOUT", 10*time.Second),
 		"on SIGTERM, how long requests in flight may finish; long-polls answer at once [SHUTDOWN_TIMEOUT]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
-	if err := errors.Join(errs...); err != nil {
-		return c, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	if err := env.Err(); err != nil {
+		return c, err
 	}
 	pos, err := config.Parse(fs, args)
 	if err != nil {

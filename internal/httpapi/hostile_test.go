@@ -245,3 +245,18 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("long-poll across Shutdown = %d %s, want 200 pending", r.code, r.body)
 	}
 }
+
+// TestLongPollOutlivesReadTimeout: a ?wait= longer than the server's read
+// timeout still answers at its end, with the order's state.
+func TestLongPollOutlivesReadTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{ReadTimeout: 200 * time.Millisecond}, setupOpts{})
+	if r := b.do(t, "POST", "/v1/orders", orderJSON("lp-1", 1)); r.code != 202 {
+		t.Fatalf("POST = %d", r.code)
+	}
+	start := time.Now()
+	r := b.do(t, "GET", "/v1/orders/lp-1?wait=1s", "")
+	if d := time.Since(start); r.code != 200 || !strings.Contains(r.body, `"status":"pending"`) || d < time.Second {
+		t.Errorf("GET ?wait=1s with a 200ms read timeout = %d %s after %v, want 200 pending after 1s", r.code, r.body, d)
+	}
+}

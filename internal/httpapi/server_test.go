@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate"
@@ -25,7 +24,7 @@ import (
 	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
-	"github.com/stockgate/stockgate/migrations"
+	"github.com/stockgate/stockgate/internal/testsvc/testdb"
 )
 
 // syncBuffer is a log sink tests read while the server writes.
@@ -76,16 +75,9 @@ func setup(t *testing.T, cfg Config, opts setupOpts) *testBundle {
 		r, db, _ := testsvc.RedisDB(t)
 		redisURL = r.URL(db)
 	}
-	dbURL := testsvc.NewDatabase(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.Migrate(ctx, pool); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
+	dbURL, pool := testdb.NewURL(t)
 	b.store = orderstore.New(pool)
+	var err error
 	b.client, err = stockgate.NewClient(ctx, stockgate.Config{RedisURL: redisURL, DatabaseURL: dbURL, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
