@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# stockgate image: the worker, enqueue and stockctl binaries on a small
+# stockgate image: the worker, api, enqueue and stockctl binaries on a small
 # Alpine base, run as an unprivileged user. Alpine rather than distroless
 # because the compose healthcheck needs busybox wget to probe /readyz.
 #
@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     mkdir -p /out && \
-    go build -ldflags="-s -w" -o /out/ ./cmd/worker ./cmd/enqueue ./cmd/stockctl
+    go build -ldflags="-s -w" -o /out/ ./cmd/worker ./cmd/api ./cmd/enqueue ./cmd/stockctl
 
 FROM alpine:3.22
 RUN apk add --no-cache ca-certificates tzdata && \
@@ -26,6 +26,6 @@ COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
 # The admin server (/healthz, /readyz, /metrics, /monitoring/); it listens on
 # loopback unless --admin-addr says otherwise, and then needs ADMIN_USER and
-# ADMIN_PASSWORD.
-EXPOSE 8080
+# ADMIN_PASSWORD. 8090 is the storefront API (api --addr).
+EXPOSE 8080 8090
 CMD ["worker"]

@@ -22,13 +22,13 @@ FUZZ ?= .
 FUZZTIME ?= 1m
 FUZZPARALLEL ?=
 
-.PHONY: help build lint lint/sh test test/short chaos bench bench/pipeline fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh openapi test test/short chaos bench bench/pipeline bench/api fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_\/-]+:[^#]*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## build bin/worker, bin/enqueue and bin/stockctl
+build: ## build bin/worker, bin/api, bin/enqueue and bin/stockctl
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
 
@@ -38,10 +38,13 @@ lint: ## gofmt -l, go vet, luacheck lua/ (installs lua-check if missing)
 lint/sh: ## shellcheck scripts/*.sh and .ci/run (not part of make test)
 	@bash scripts/lint.sh sh
 
-test: lint ## lint, then the whole suite with -race on real Redis, Postgres and Chromium (installs what is missing)
+openapi: ## validate api/openapi.yaml with Redocly's OpenAPI linter (npm, pinned, cached in ./.data/npm)
+	@bash scripts/openapi.sh
+
+test: lint openapi ## lint, validate the OpenAPI description, then the whole suite with -race on real Redis, Postgres and Chromium (installs what is missing)
 	@bash scripts/testenv.sh go test -race -count=1 -timeout 20m $(TESTFLAGS) $(PKG)
 
-test/short: ## the quick tests only (-short), with -race
+test/short: openapi ## the quick tests only (-short), with -race
 	@bash scripts/testenv.sh go test -short -race -count=1 -timeout 10m $(TESTFLAGS) $(PKG)
 
 chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHAOS_RUN=regexp narrows)
@@ -52,6 +55,10 @@ bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./.
 
 bench/pipeline: ## the pipeline against Postgres-only and Asynq no-op, with latency and CPU per order (BUYERS=20000 PGSECS=20 APPENDFSYNC=everysec ARGS=)
 	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -buyers $${BUYERS:-20000} -pgbench-seconds $${PGSECS:-20} $${ARGS:-}
+
+bench/api: ## the storefront API under wrk against the Go client's enqueue rate, and held long-polls (BUYERS=20000 SECS=20; installs wrk)
+	@bash scripts/deps.sh wrk
+	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -api -buyers $${BUYERS:-20000} -api-seconds $${SECS:-20} $${ARGS:-}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh

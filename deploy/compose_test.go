@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/stockgate/stockgate/internal/admin"
+	"github.com/stockgate/stockgate/internal/httpapi"
 	"github.com/stockgate/stockgate/internal/testsvc"
 	"go.yaml.in/yaml/v3"
 )
@@ -124,10 +125,17 @@ func setup(t *testing.T) *testBundle {
 	if len(errs) > 0 {
 		t.Fatalf("docker-compose.yml does not interpolate with .env.example:\n%s", strings.Join(errs, "\n"))
 	}
-	slices.Sort(b.used)
 	if err := doc.Decode(&b.compose); err != nil {
 		t.Fatalf("docker-compose.yml after interpolation: %v", err)
 	}
+	// A secret taken from the environment reads .env too.
+	for _, sec := range b.compose.Secrets {
+		if sec.Environment != "" && !seen[sec.Environment] {
+			seen[sec.Environment] = true
+			b.used = append(b.used, sec.Environment)
+		}
+	}
+	slices.Sort(b.used)
 	return b
 }
 
@@ -143,7 +151,7 @@ func (b *testBundle) service(t *testing.T, name string) service {
 func TestComposeServices(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	for _, name := range []string{"redis", "postgres", "worker", "jaeger", "prometheus"} {
+	for _, name := range []string{"redis", "postgres", "worker", "api", "jaeger", "prometheus"} {
 		if _, ok := b.compose.Services[name]; !ok {
 			t.Errorf("docker-compose.yml lacks service %q", name)
 		}
@@ -158,8 +166,10 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("service %s image %q, want a pinned tag", name, s.Image)
 		}
 	}
-	if s := b.service(t, "worker"); s.Build == nil {
-		t.Error("worker has no build:, want it built from the Dockerfile")
+	for _, name := range []string{"worker", "api"} {
+		if s := b.service(t, name); s.Build == nil || s.Image != b.service(t, "worker").Image {
+			t.Errorf("%s has build %v, image %q; want it built from the Dockerfile as the worker's image", name, s.Build, s.Image)
+		}
 	}
 }
 
@@ -175,16 +185,16 @@ func TestComposeRedisDurability(t *testing.T) {
 	}
 }
 
-// codeEnv lists the environment variables the worker's code reads: every
+// codeEnv lists the environment variables a command's code reads: every
 // all-caps string literal passed first to a call (os.Getenv, config.Env,
-// config.EnvInt and the worker's wrappers around them) in cmd/worker and
+// config.EnvInt and the command's wrappers around them) in cmd/NAME and
 // internal/config.
-func codeEnv(t *testing.T, root string) map[string]bool {
+func codeEnv(t *testing.T, root, command string) map[string]bool {
 	t.Helper()
 	envName := regexp.MustCompile(`^[A-Z][A-Z0-9_]+$`)
 	out := map[string]bool{}
 	fset := token.NewFileSet()
-	for _, dir := range []string{"cmd/worker", "internal/config"} {
+	for _, dir := range []string{"cmd/" + command, "internal/config"} {
 		files, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("no Go files in %s (%v): the worker's configuration cannot be checked", dir, err)
@@ -234,7 +244,7 @@ func TestComposeWorkerEnv(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	w := b.service(t, "worker")
-	read := codeEnv(t, b.root)
+	read := codeEnv(t, b.root, "worker")
 
 	for _, k := range []string{"REDIS_URL", "DATABASE_URL", "ADMIN_USER", "ADMIN_PASSWORD"} {
 		if !read[k] {
@@ -435,6 +445,76 @@ func TestComposeAdminPort(t *testing.T) {
 	}
 }
 
+// TestComposeAPI: the storefront API service agrees with cmd/api: the
+// variables it reads, the worker's Redis and Postgres, an address beyond
+// loopback with keys (which the API demands there), keys from a secret
+// that parses, its port published and probed, a drain shorter than the grace.
+func TestComposeAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a, w := b.service(t, "api"), b.service(t, "worker")
+	read := codeEnv(t, b.root, "api")
+	for k := range a.Environment {
+		switch {
+		case strings.HasPrefix(k, "OTEL_"):
+			if !otelEnv[k] {
+				t.Errorf("api environment sets %s, which telemetry.Setup does not honour", k)
+			}
+		case !read[k]:
+			t.Errorf("api environment sets %s, which cmd/api never reads (typo?)", k)
+		}
+	}
+	for _, k := range []string{"REDIS_URL", "DATABASE_URL"} {
+		if a.Environment[k] == "" || a.Environment[k] != w.Environment[k] {
+			t.Errorf("api %s = %q, want the worker's %q", k, a.Environment[k], w.Environment[k])
+		}
+	}
+
+	if len(a.Command) < 3 || a.Command[0] != "api" || a.Command[1] != "--addr" {
+		t.Fatalf("api command %q, want api --addr HOST:PORT", a.Command)
+	}
+	host, port, err := net.SplitHostPort(a.Command[2])
+	if err != nil || (host != "0.0.0.0" && host != "") {
+		t.Errorf("api --addr %q, want all interfaces so the host reaches it", a.Command[2])
+	}
+	published := false
+	for _, p := range a.Ports {
+		published = published || strings.HasSuffix(p, ":"+port)
+	}
+	if !published {
+		t.Errorf("api ports %q do not publish --addr's port %s", a.Ports, port)
+	}
+	if a.Healthcheck == nil || !strings.Contains(strings.Join(a.Healthcheck.Test, " "), "127.0.0.1:"+port+"/readyz") {
+		t.Errorf("api healthcheck %v, want a probe of 127.0.0.1:%s/readyz", a.Healthcheck, port)
+	}
+
+	// The keys file is a secret granted to the api, from a variable of
+	// .env.example that parses as keys: the API refuses a public address
+	// without them.
+	name, ok := strings.CutPrefix(a.Environment["API_KEYS_FILE"], "/run/secrets/")
+	if !ok || !slices.Contains(a.Secrets, name) {
+		t.Fatalf("api API_KEYS_FILE = %q, want /run/secrets/<s> with s granted to api (secrets %v)", a.Environment["API_KEYS_FILE"], a.Secrets)
+	}
+	keysVar := b.compose.Secrets[name].Environment
+	keys, err := httpapi.ParseKeys(strings.NewReader(b.env[keysVar]))
+	if keysVar == "" || err != nil || len(keys) == 0 {
+		t.Errorf("secret %s comes from %q = %q: %v; want keys that parse", name, keysVar, b.env[keysVar], err)
+	} else if !strings.Contains(b.env[keysVar], "change-me") {
+		t.Errorf(".env.example %s = %q, want an obvious placeholder (change-me...)", keysVar, b.env[keysVar])
+	}
+
+	drain, err := time.ParseDuration(a.Environment["SHUTDOWN_TIMEOUT"])
+	grace, gerr := time.ParseDuration(a.StopGracePeriod)
+	if err != nil || gerr != nil || grace <= drain {
+		t.Errorf("api SHUTDOWN_TIMEOUT %q, stop_grace_period %q; want both, the grace longer", a.Environment["SHUTDOWN_TIMEOUT"], a.StopGracePeriod)
+	}
+	for _, dep := range []string{"redis", "postgres", "worker"} {
+		if got := a.DependsOn[dep].Condition; got != "service_healthy" {
+			t.Errorf("api depends_on %s condition = %q, want service_healthy (the worker migrates)", dep, got)
+		}
+	}
+}
+
 func TestComposeDependsOn(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -553,7 +633,7 @@ func TestComposeDockerfile(t *testing.T) {
 	if name, _, _ := strings.Cut(user, ":"); name == "" || name == "root" || name == "0" {
 		t.Errorf("Dockerfile final USER = %q, want a non-root user", user)
 	}
-	for _, c := range []string{"worker", "enqueue", "stockctl"} {
+	for _, c := range []string{"worker", "api", "enqueue", "stockctl"} {
 		if !strings.Contains(build, "./cmd/"+c) {
 			t.Errorf("Dockerfile go build %q does not build ./cmd/%s", build, c)
 		}

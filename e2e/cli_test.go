@@ -71,18 +71,25 @@ type worker struct {
 
 func (s *stack) startWorker(t *testing.T, env []string, args ...string) *worker {
 	t.Helper()
+	p, addr := s.startServer(t, "worker", "--admin-addr", env, append([]string{"--sweep-interval", "200ms"}, args...)...)
+	return &worker{Process: p, admin: addr}
+}
+
+// startServer runs bin/NAME with addrFlag on a free loopback port and
+// waits until /readyz there answers 200.
+func (s *stack) startServer(t *testing.T, name, addrFlag string, env []string, args ...string) (*testsvc.Process, string) {
+	t.Helper()
 	port, err := testsvc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &worker{admin: fmt.Sprintf("127.0.0.1:%d", port)}
-	args = append([]string{"--admin-addr", w.admin, "--sweep-interval", "200ms"}, args...)
-	w.Process = testsvc.StartProcess(t, filepath.Join(binDir, "worker"), slices.Concat(s.env, env), args...)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := testsvc.StartProcess(t, filepath.Join(binDir, name), slices.Concat(s.env, env), append([]string{addrFlag, addr}, args...)...)
 	if s.redact != nil {
-		w.Redact(s.redact)
+		p.Redact(s.redact)
 	}
-	testsvc.WaitReady(t, 30*time.Second, w.admin, w.Process)
-	return w
+	testsvc.WaitReady(t, 30*time.Second, addr, p)
+	return p, addr
 }
 
 // stop sends SIGTERM and waits for a clean exit. On failure the worker's

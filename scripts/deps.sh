@@ -6,7 +6,7 @@
 # every tool is already there. The services command runs it for a missing
 # redis-server or Postgres.
 #
-#   scripts/deps.sh TOOL...    TOOL: redis-server postgres luacheck chromium shellcheck
+#   scripts/deps.sh TOOL...    TOOL: redis-server postgres luacheck chromium shellcheck wrk node
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

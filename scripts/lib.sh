@@ -81,6 +81,9 @@ ensure_tool() {
 	# chromedp looks for any of these names.
 	chromium) ensure_cmd chromium chromium chromium-browser google-chrome google-chrome-stable headless-shell ;;
 	shellcheck) ensure_cmd shellcheck shellcheck ;;
+	wrk) ensure_cmd wrk wrk ;;
+	# e2e's storefront.mjs; it needs only fetch and top-level await.
+	node) ensure_cmd nodejs node ;;
 	# The server binaries live off PATH; the services command looks for
 	# them (PG_BINDIR, /usr/lib/postgresql/*/bin) and asks for this only
 	# when it found none.

@@ -5,7 +5,7 @@
 #   scripts/testenv.sh [--no-browser] CMD [ARG...]
 #
 # It installs chromium when missing (the chromedp test drives it; skipped
-# with --no-browser), then hands over to `services exec` (internal/devsvc):
+# with --no-browser) and node (e2e's Node.js storefront), then hands over to `services exec` (internal/devsvc):
 # redis-server and the Postgres server binaries installed (the tests start
 # private ones), TEST_DATABASE_URL when it answers, else the local cluster
 # under ./.data/pg; CMD runs with TEST_DATABASE_URL exported, and a cluster
@@ -20,6 +20,7 @@ if [ "${1:-}" = --no-browser ]; then
 else
 	ensure_tool chromium
 fi
+ensure_tool node
 [ $# -gt 0 ] || die "usage: testenv.sh [--no-browser] CMD [ARG...]"
 
 bin=$(services_bin)

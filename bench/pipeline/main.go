@@ -17,6 +17,11 @@
 // (worker, redis-server, the Postgres server with its backends, enqueue),
 // read from /proc and from the children's rusage.
 //
+// With -api (make bench/api) it measures the storefront HTTP API instead:
+// wrk POSTing unique orders to cmd/api (bench/api/post.lua) next to
+// enqueue flash-sale through the Go client, with no worker running, and
+// what 2,000 held long-polls cost the API and Postgres (api.go).
+//
 // Everything runs against servers it starts itself on free ports: a
 // redis-server with AOF (appendfsync from -appendfsync) and a Postgres
 // cluster made with initdb, with pg_stat_statements loaded (-profile prints
@@ -52,6 +57,8 @@ type benchConfig struct {
 	keep         bool
 	pollInterval time.Duration
 	bin          string
+	api          bool
+	apiSeconds   int
 }
 
 func main() {
@@ -71,6 +78,8 @@ func main() {
 	fs.BoolVar(&c.profile, "profile", false, "also print pg_stat_statements' top statements and Redis INFO commandstats for the pipeline run")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the worker during the peak run to this file (go tool pprof)")
 	fs.StringVar(&c.bin, "bin", "", "use the worker, enqueue and stockctl already built in this directory (e.g. an older version's, to compare) instead of building ./cmd/...")
+	fs.BoolVar(&c.api, "api", false, "measure the storefront HTTP API instead (make bench/api): wrk POSTing to cmd/api against enqueue flash-sale through the Go client, and the cost of held long-polls")
+	fs.IntVar(&c.apiSeconds, "api-seconds", 20, "with -api, how long wrk runs")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data) instead of removing it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,6 +132,14 @@ func run(ctx context.Context, c benchConfig, stdout, stderr io.Writer) error {
 	}
 	defer env.stop()
 
+	if c.api {
+		res, err := env.httpAPI(ctx, bin, c, logf)
+		if err != nil {
+			return fmt.Errorf("http api: %w", err)
+		}
+		res.print(stdout)
+		return nil
+	}
 	res := results{cfg: c}
 	if res.noop, err = env.noopCeiling(ctx, bin, c, logf); err != nil {
 		return fmt.Errorf("asynq no-op: %w", err)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/stockgate/stockgate"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
@@ -183,7 +184,7 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Mil
 
 // enqueueAll submits every order and returns how many it enqueued and how
 // many were already submitted (an earlier run with the same --run).
-func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string, f saleFlags, prog *progress) (enqueued, already int, err error) {
+func enqueueAll(ctx context.Context, c *stockgate.Client, ids []string, run string, f saleFlags, prog *progress) (enqueued, already int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var n, dup atomic.Int64
@@ -199,10 +200,10 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 		wg.Go(func() {
 			for sl := range next {
 				i := sl.i
-				o := orders.Order{
+				o := stockgate.Order{
 					OrderID:    ids[i],
 					CustomerID: fmt.Sprintf("c-%s-%d", run, i+1),
-					Lines:      []orders.Line{{SKU: f.sku, Qty: f.qty}},
+					Lines:      []stockgate.Line{{SKU: f.sku, Qty: f.qty}},
 				}
 				// A resubmission must be the same payload, or every order
 				// already decided would count as a conflict: with --run the
@@ -213,7 +214,7 @@ func enqueueAll(ctx context.Context, c *orders.Client, ids []string, run string,
 					placed := cmp.Or(sl.at, time.Now()).UTC()
 					o.PlacedAt = &placed
 				}
-				if _, err := c.Submit(ctx, o); errors.Is(err, orders.ErrDuplicate) {
+				if err := c.Submit(ctx, o); errors.Is(err, stockgate.ErrDuplicate) {
 					// Still queued or retained from an earlier run with this --run.
 					dup.Add(1)
 				} else if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stockgate/stockgate"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/config/configtest"
 	"github.com/stockgate/stockgate/internal/orders"
@@ -25,10 +26,10 @@ var envKeys = []string{"REDIS_URL", "DATABASE_URL"}
 // where run would connect or open a file.
 type parsed struct {
 	Conn   config.Conn
-	Client orders.ClientConfig
+	Client stockgate.Config
 	Cmd    string
 	configtest.Outcome
-	Order orders.Order
+	Order stockgate.Order
 	Path  string
 	Sale  saleFlags
 }
@@ -164,7 +165,11 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 	switch p.Cmd {
 	case "order":
 		o := p.Order
-		if err := stock.CheckLines(o.Normalize().StockLines()); err != nil {
+		in := orders.Order{OrderID: o.OrderID, CustomerID: o.CustomerID}
+		for _, l := range o.Lines {
+			in.Lines = append(in.Lines, orders.Line{SKU: l.SKU, Qty: l.Qty})
+		}
+		if err := stock.CheckLines(in.Normalize().StockLines()); err != nil {
 			t.Fatalf("enqueue %q accepted %+v, which the stock gate refuses: %v", args, o, err)
 		}
 		if !slices.Contains(args, o.CustomerID) && !slices.Contains(args, "--customer="+o.CustomerID) && !slices.Contains(args, "-customer="+o.CustomerID) {

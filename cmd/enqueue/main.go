@@ -19,10 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hibiken/asynq"
-
+	"github.com/stockgate/stockgate"
 	"github.com/stockgate/stockgate/internal/config"
-	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/telemetry"
 )
@@ -51,15 +49,14 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-	client *orders.Client
-	close  func()
+	client *stockgate.Client
 
-	clientConfig orders.ClientConfig
+	clientConfig stockgate.Config
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	var ccfg orders.ClientConfig
+	var ccfg stockgate.Config
 	fs := globalFlags(stderr, &e.conn, &ccfg)
 	pos, err := config.ParseLeading(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -103,8 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	err = cmdFn(ctx, e, rest)
-	if e.close != nil {
-		e.close()
+	if e.client != nil {
+		_ = e.client.Close()
 	}
 	// Flush before exiting, or the spans of a short run are lost.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -122,13 +119,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // globalFlags are the flags before the command; -h prints usage and them.
-func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *orders.ClientConfig) *flag.FlagSet {
+func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *stockgate.Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	conn.Register(fs)
-	fs.DurationVar(&ccfg.Retention, "retention", orders.DefaultRetention,
+	fs.DurationVar(&ccfg.Retention, "retention", stockgate.DefaultRetention,
 		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
-	fs.IntVar(&ccfg.MaxRetry, "max-retry", orders.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
+	fs.IntVar(&ccfg.MaxRetry, "max-retry", stockgate.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -139,7 +136,7 @@ func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *orders.ClientConfig)
 // validate checks every setting before a command runs, so that a bad one
 // is refused before anything is enqueued, whether the command uses it or
 // not (only flash-sale --wait reads Postgres).
-func validate(c config.Conn, ccfg orders.ClientConfig) error {
+func validate(c config.Conn, ccfg stockgate.Config) error {
 	switch {
 	case ccfg.Retention < 0:
 		return fmt.Errorf("--retention %v must be >= 0", ccfg.Retention)
@@ -149,23 +146,18 @@ func validate(c config.Conn, ccfg orders.ClientConfig) error {
 	return c.Validate()
 }
 
-// connect opens the Asynq client lazily, after argument checks, so a usage
-// error never waits on a network timeout.
+// connect opens the client lazily, after argument checks, so a usage error
+// never waits on a network timeout. NewClient pings Redis, so an
+// unreachable one is one line naming the (redacted) URL rather than an
+// error per order.
 func (e *env) connect(ctx context.Context) error {
-	// A ping first, so an unreachable Redis is one line naming the
-	// (redacted) URL rather than an Asynq internal error per order.
-	rdb, err := conn.Redis(ctx, e.conn.RedisURL)
+	cfg := e.clientConfig
+	cfg.RedisURL = e.conn.RedisURL
+	c, err := stockgate.NewClient(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	_ = rdb.Close()
-	opt, err := config.RedisOptions(e.conn.RedisURL)
-	if err != nil {
-		return err
-	}
-	ac := asynq.NewClient(config.AsynqRedisOpt(opt))
-	e.client = orders.NewClient(ac, e.clientConfig)
-	e.close = func() { _ = ac.Close() }
+	e.client = c
 	return nil
 }
 
@@ -176,11 +168,11 @@ func newID(prefix string) string {
 }
 
 // ParseLines turns SKU=QTY arguments into order lines.
-func ParseLines(args []string) ([]orders.Line, error) {
+func ParseLines(args []string) ([]stockgate.Line, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%w: at least one SKU=QTY is required", config.ErrUsage)
 	}
-	lines := make([]orders.Line, 0, len(args))
+	lines := make([]stockgate.Line, 0, len(args))
 	for _, a := range args {
 		sku, q, ok := strings.Cut(a, "=")
 		if !ok || sku == "" {
@@ -190,14 +182,14 @@ func ParseLines(args []string) ([]orders.Line, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: quantity in %q is not an integer", config.ErrUsage, a)
 		}
-		lines = append(lines, orders.Line{SKU: sku, Qty: qty})
+		lines = append(lines, stockgate.Line{SKU: sku, Qty: qty})
 	}
 	return lines, nil
 }
 
 // parseOrder reads order's flags and lines, before anything connects; the
 // order is validated once it has its id.
-func parseOrder(args []string, stderr io.Writer) (id, customer string, lines []orders.Line, err error) {
+func parseOrder(args []string, stderr io.Writer) (id, customer string, lines []stockgate.Line, err error) {
 	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", stderr, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
 		fs.StringVar(&customer, "customer", "", "customer id (required)")
@@ -224,14 +216,14 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 		id = newID("o-")
 	}
 	now := time.Now().UTC()
-	o := orders.Order{OrderID: id, CustomerID: customer, Lines: lines, PlacedAt: &now}
+	o := stockgate.Order{OrderID: id, CustomerID: customer, Lines: lines, PlacedAt: &now}
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", config.ErrUsage, err)
 	}
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	if _, err := e.client.Submit(ctx, o); err != nil {
+	if err := e.client.Submit(ctx, o); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "enqueued order %s\n", id)
@@ -289,13 +281,13 @@ func placeFile(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "line %d: invalid: payload is larger than %d bytes\n", lineNo, orders.MaxPayloadBytes)
 			continue
 		}
-		o, derr := orders.Decode(line)
+		o, derr := stockgate.DecodeOrder(line)
 		if derr != nil {
 			invalid++
 			fmt.Fprintf(e.stderr, "line %d: %v\n", lineNo, derr)
 			continue
 		}
-		if _, serr := e.client.Submit(ctx, o); errors.Is(serr, orders.ErrDuplicate) {
+		if serr := e.client.Submit(ctx, o); errors.Is(serr, stockgate.ErrDuplicate) {
 			duplicate++
 			fmt.Fprintf(e.stderr, "line %d: %v\n", lineNo, serr)
 		} else if serr != nil {

@@ -94,17 +94,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		fs.PrintDefaults()
 	}
 	c.Conn.Register(fs)
-	var errs []error
-	envInt := func(k string, d int) int {
-		v, err := config.EnvInt(k, d)
-		errs = append(errs, err)
-		return v
-	}
-	envDur := func(k string, d time.Duration) time.Duration {
-		v, err := config.EnvDuration(k, d)
-		errs = append(errs, err)
-		return v
-	}
+	var env config.EnvValues
+	envInt, envDur := env.Int, env.Duration
 	fs.IntVar(&c.Concurrency, "concurrency", envInt("CONCURRENCY", worker.DefaultConcurrency), "orders processed at once [CONCURRENCY]")
 	fs.IntVar(&c.DequeueLoops, "dequeue-loops", envInt("DEQUEUE_LOOPS", worker.DefaultDequeueLoops),
 		"Asynq servers in this process while orders arrive, taking tasks in parallel and sharing --concurrency (one alone waits a Redis round trip per task); all but one stop after 30s without an order [DEQUEUE_LOOPS]")
@@ -130,9 +121,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", worker.DefaultPollInterval),
 		"how long an idle worker waits before looking for new orders again; while orders arrive, the other dequeue loops look every 5ms [POLL_INTERVAL]")
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
-	if err := errors.Join(errs...); err != nil {
-		// Join puts each on a line of its own; the error is printed as one.
-		return c, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	if err := env.Err(); err != nil {
+		return c, err
 	}
 	pos, err := config.Parse(fs, args)
 	if err != nil {

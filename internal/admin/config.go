@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/stockgate/stockgate/internal/config"
 )
 
 // DefaultAddr keeps the admin server off the network unless asked.
@@ -64,17 +64,8 @@ func (c Config) Validate() error {
 	if (c.User == "") != (c.Password == "") {
 		return errors.New("admin basic auth: set both ADMIN_USER and ADMIN_PASSWORD, or neither")
 	}
-	if c.User == "" && !isLoopback(host) {
+	if c.User == "" && !config.IsLoopback(host) {
 		return fmt.Errorf("admin address %q: %w", addr, ErrPublicWithoutAuth)
 	}
 	return nil
-}
-
-// isLoopback is deliberately strict: an empty host means every interface.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }

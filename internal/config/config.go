@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -208,6 +209,33 @@ func EnvDuration(key string, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
+// EnvValues reads typed environment variables for a command's flag
+// defaults and keeps every malformed one, so that a command reports them
+// all at once, in one line (Err), instead of the first alone.
+type EnvValues struct{ errs []error }
+
+// Int is EnvInt, remembering a malformed value.
+func (e *EnvValues) Int(key string, def int) int {
+	v, err := EnvInt(key, def)
+	e.errs = append(e.errs, err)
+	return v
+}
+
+// Duration is EnvDuration, remembering a malformed value.
+func (e *EnvValues) Duration(key string, def time.Duration) time.Duration {
+	v, err := EnvDuration(key, def)
+	e.errs = append(e.errs, err)
+	return v
+}
+
+// Err is every malformed value, joined on one line; nil when there is none.
+func (e *EnvValues) Err() error {
+	if err := errors.Join(e.errs...); err != nil {
+		return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return nil
+}
+
 // RedisOptions parses a redis:// or rediss:// URL. rediss:// turns TLS on,
 // verifying the server against the system roots (or SSL_CERT_FILE).
 func RedisOptions(rawURL string) (*redis.Options, error) {
@@ -261,6 +289,16 @@ func AsynqRedisOpt(o *redis.Options) asynq.RedisClientOpt {
 		TLSConfig: o.TLSConfig,
 		PoolSize:  o.PoolSize,
 	}
+}
+
+// IsLoopback reports whether a listen address's host keeps a server off
+// the network. It is strict: an empty host means every interface.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // ErrUsage marks errors caused by how a command was called; commands print

@@ -7,7 +7,8 @@
 //
 // It states what it needs from the stock gate and the order store as small
 // interfaces (Holds, Rows) and must not reach Redis, Postgres or Asynq
-// itself: internal/stock, internal/orderstore and internal/worker do. The
+// itself: internal/stock, internal/orderstore and internal/worker do. It
+// builds the task (NewTask), and the public stockgate.Client enqueues it. The
 // task and payload contracts (README "Contracts") change only with a
 // migration path.
 package orders

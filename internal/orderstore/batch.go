@@ -136,15 +136,11 @@ func (s *Store) getMany(ctx context.Context, ids []string) []got {
 		out[0].rec, out[0].err = s.getOne(ctx, ids[0])
 		return out
 	}
-	found := map[string]orders.Record{}
-	rows, err := s.pool.Query(ctx, getManySQL, ids)
-	if err == nil {
-		found, err = collectRecords(rows)
-	}
+	found, err := s.GetMany(ctx, ids)
 	for i, id := range ids {
 		switch rec, ok := found[id]; {
 		case err != nil:
-			out[i].err = fmt.Errorf("get order %s: %w", id, err)
+			out[i].err = err
 		case !ok:
 			out[i].err = orders.ErrNotFound
 		default:

@@ -154,6 +154,22 @@ func (s *Store) Get(ctx context.Context, orderID string) (orders.Record, error) 
 	return r.rec, r.err
 }
 
+// GetMany returns the rows, with their lines, of those among orderIDs that
+// have one, in one statement: the ids missing from the map are undecided.
+// A poller waiting for many orders reads each row once this way, the tick
+// it lands.
+func (s *Store) GetMany(ctx context.Context, orderIDs []string) (map[string]orders.Record, error) {
+	rows, err := s.pool.Query(ctx, getManySQL, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("get %d orders: %w", len(orderIDs), err)
+	}
+	found, err := collectRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("get %d orders: %w", len(orderIDs), err)
+	}
+	return found, nil
+}
+
 // getOne is Get in its own statement.
 func (s *Store) getOne(ctx context.Context, orderID string) (orders.Record, error) {
 	rows, err := s.pool.Query(ctx, getOneSQL, orderID)

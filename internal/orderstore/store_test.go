@@ -224,6 +224,17 @@ func TestStoreRoundTrip(t *testing.T) {
 	if _, err := b.store.Get(ctx, "o-missing"); !errors.Is(err, orders.ErrNotFound) {
 		t.Errorf("Get(o-missing) = %v, want orders.ErrNotFound", err)
 	}
+
+	// GetMany returns the decided ones among the ids, as Get does, and
+	// leaves the undecided out.
+	many, err := b.store.GetMany(ctx, []string{"o-merged", "o-missing", "o-expired"})
+	if err != nil {
+		t.Fatalf("GetMany = %v, want nil", err)
+	}
+	want := map[string]orders.Record{"o-merged": tests[1].want, "o-expired": tests[0].want}
+	if diff := cmp.Diff(want, many); diff != "" {
+		t.Errorf("GetMany mismatch (-want +got):\n%s", diff)
+	}
 }
 
 // TestStoreDecideRefusesAtomically checks that a row whose lines break a

@@ -33,7 +33,7 @@ type pipeBundle struct {
 	store   *orderstore.Store
 	catalog *catalog.Catalog
 	ac      *asynq.Client
-	client  *orders.Client
+	client  producer
 	insp    *asynq.Inspector
 }
 
@@ -50,7 +50,7 @@ func setupPipeline(t *testing.T) *pipeBundle {
 	b.catalog = catalog.New(b.pool)
 	b.ac = asynq.NewClient(b.ropt)
 	t.Cleanup(func() { _ = b.ac.Close() })
-	b.client = orders.NewClient(b.ac, orders.ClientConfig{MaxRetry: 3})
+	b.client = producer{b.ac}
 	b.insp = asynq.NewInspector(b.ropt)
 	t.Cleanup(func() { _ = b.insp.Close() })
 	return b
@@ -162,7 +162,24 @@ func (b *pipeBundle) assertSettled(t *testing.T, sku string, total int64) stock.
 	return lv
 }
 
-func submitAll(t *testing.T, c *orders.Client, os []orders.Order, concurrency int) {
+// producer enqueues orders the way the public stockgate.Client does
+// (orders.NewTask, then Asynq), with three retries. The client itself is
+// tested in the root package; these tests are about the handler.
+type producer struct{ ac *asynq.Client }
+
+func (p producer) NewTask(ctx context.Context, o orders.Order) (*asynq.Task, error) {
+	return orders.NewTask(ctx, o, orders.TaskOptions{MaxRetry: 3})
+}
+
+func (p producer) Submit(ctx context.Context, o orders.Order) (*asynq.TaskInfo, error) {
+	t, err := p.NewTask(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return p.ac.EnqueueContext(ctx, t)
+}
+
+func submitAll(t *testing.T, c producer, os []orders.Order, concurrency int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	next := make(chan orders.Order)
@@ -279,24 +296,6 @@ func TestDuplicateDelivery(t *testing.T) {
 	lv := b.assertSettled(t, "DUP-1", 10)
 	if lv.Sold != 10 {
 		t.Errorf("sold = %d, want 10 (one decrement per confirmed order)", lv.Sold)
-	}
-}
-
-// TestSubmitDuplicateRefused: a re-enqueue of the same order id is refused
-// while the first task is retained.
-func TestSubmitDuplicateRefused(t *testing.T) {
-	t.Parallel()
-	b := setupPipeline(t)
-	o := oneLine("once-1", "c-1", "ONCE", 1)
-	if _, err := b.client.Submit(context.Background(), o); err != nil {
-		t.Fatalf("first Submit = %v, want nil", err)
-	}
-	if _, err := b.client.Submit(context.Background(), o); !errors.Is(err, orders.ErrDuplicate) {
-		t.Fatalf("second Submit = %v, want orders.ErrDuplicate", err)
-	}
-	bad := oneLine("bad id with spaces", "c-1", "ONCE", 1)
-	if _, err := b.client.Submit(context.Background(), bad); err == nil {
-		t.Fatal("Submit of an invalid order = nil, want a validation error before enqueue")
 	}
 }
 

@@ -20,8 +20,17 @@ import (
 // that commit use it instead of sharing rows.
 func New(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	_, pool := NewURL(tb)
+	return pool
+}
+
+// NewURL is New for a test that also hands the database's URL to code that
+// connects by itself (a client, a command).
+func NewURL(tb testing.TB) (string, *pgxpool.Pool) {
+	tb.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testsvc.NewDatabase(tb))
+	url := testsvc.NewDatabase(tb)
+	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		tb.Fatalf("pgxpool.New: %v", err)
 	}
@@ -31,5 +40,5 @@ func New(tb testing.TB) *pgxpool.Pool {
 	if err := migrations.Migrate(ctx, pool); err != nil {
 		tb.Fatalf("Migrate: %v", err)
 	}
-	return pool
+	return url, pool
 }

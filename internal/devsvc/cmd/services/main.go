@@ -8,7 +8,7 @@
 //	services exec -- CMD [ARG...] make test, bench, fuzz, chaos: up test, run
 //	                              CMD with TEST_DATABASE_URL, stop what it started
 //	services run                  make run, the demo
-//	services stop [worker]        make stop: the demo's worker, then the services
+//	services stop [worker]        make stop: the demo's API and worker, then the services
 //	services clean                make clean: stop everything, delete ./.data
 //	services dotenv               .env from .env.example, with random passwords
 //
@@ -125,11 +125,11 @@ func run(args []string) error {
 		case cmd == "run":
 			return d.run(ctx)
 		case cmd == "clean":
-			return errors.Join(d.stopWorker(), s.Clean(ctx))
+			return errors.Join(d.stopDaemons(), s.Clean(ctx))
 		case len(args) == 1 && args[0] == "worker":
-			return d.stopWorker()
+			return d.stopDaemons()
 		}
-		return errors.Join(d.stopWorker(), s.Down(ctx))
+		return errors.Join(d.stopDaemons(), s.Down(ctx))
 	case "dotenv":
 		return devsvc.Dotenv(root, os.Stderr)
 	}
