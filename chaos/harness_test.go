@@ -94,12 +94,11 @@ func (c *cluster) startWorker(env []string, args ...string) *testsvc.Process {
 		c.t.Fatal(err)
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", port)
-	// A hold TTL of a minute (the least a 30s handler timeout allows) makes
-	// the sweeper, the design's backstop, settle within the checks' window
-	// the holds of an attempt whose task Asynq has not yet taken back from a
-	// lost lease (after a Redis restart the recoverer may need 90s or more).
+	// An idle worker looks for orders every 20ms, not every 200ms, so that
+	// every worker of a scenario joins its sale from the start and a fault
+	// armed in one lands in the middle of it.
 	args = append([]string{"--admin-addr", admin, "--sweep-interval", "500ms", "--retry-base", "100ms", "--retry-max", "5s",
-		"--hold-ttl", "1m"}, args...)
+		"--poll-interval", "20ms"}, args...)
 	w := testsvc.StartProcess(c.t, filepath.Join(binDir, "worker"), slices.Concat(c.env, env), args...)
 	testsvc.WaitReady(c.t, time.Minute, admin, w)
 	return w
