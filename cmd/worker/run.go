@@ -22,6 +22,7 @@ import (
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/telemetry"
 	"github.com/stockgate/stockgate/internal/worker"
@@ -84,7 +85,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	gate := stock.New(rdb, stock.Config{})
 	store := orderstore.New(pool)
-	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: catalog.New(pool), Limiter: gate},
+	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: catalog.New(pool), Limiter: ratelimit.New(rdb)},
 		worker.HandlerConfig{
 			HoldTTL: cfg.HoldTTL, HandlerTimeout: cfg.HandlerTimeout,
 			RateLimit: cfg.RateLimit, RateWindow: cfg.RateWindow, Logger: log,

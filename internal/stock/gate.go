@@ -25,13 +25,12 @@ const DefaultRetention = 24 * time.Hour
 // Scripts, each a redis.Script: Run sends EVALSHA and falls back to EVAL on
 // NOSCRIPT, so a SCRIPT FLUSH or a restarted Redis costs one extra round trip.
 var (
-	reserveScript   = redis.NewScript(lua.Reserve)
-	releaseScript   = redis.NewScript(lua.Release)
-	commitScript    = redis.NewScript(lua.Commit)
-	setScript       = redis.NewScript(lua.Set)
-	addScript       = redis.NewScript(lua.Add)
-	rebuildScript   = redis.NewScript(lua.Rebuild)
-	rateLimitScript = redis.NewScript(lua.RateLimit)
+	reserveScript = redis.NewScript(lua.Reserve)
+	releaseScript = redis.NewScript(lua.Release)
+	commitScript  = redis.NewScript(lua.Commit)
+	setScript     = redis.NewScript(lua.Set)
+	addScript     = redis.NewScript(lua.Add)
+	rebuildScript = redis.NewScript(lua.Rebuild)
 )
 
 // Line is one SKU and quantity of an order.

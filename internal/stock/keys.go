@@ -28,9 +28,6 @@ func DeadlinesKey(sku string) string { return keyPrefix + "{" + sku + "}:deadlin
 // is written by Set and Add only, never on an order's path.
 const SKUsKey = keyPrefix + "skus"
 
-// RateKey counts a customer's attempts in the current rate-limit window.
-func RateKey(customerID string) string { return keyPrefix + "rate:{" + customerID + "}" }
-
 // lineKeys is the five-key layout every order script shares.
 func lineKeys(sku, orderID string) []string {
 	return []string{AvailKey(sku), HeldKey(sku), SoldKey(sku), HoldKey(sku, orderID), DeadlinesKey(sku)}

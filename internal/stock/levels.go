@@ -168,29 +168,6 @@ func (g *Gate) OpenHolds(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ErrRateLimited is returned by Allow when the customer is over the limit.
-var ErrRateLimited = errors.New("rate limited")
-
-// Allow counts one attempt by customerID in a fixed window and returns
-// ErrRateLimited once more than limit attempts fall in it.
-func (g *Gate) Allow(ctx context.Context, customerID string, limit int, window time.Duration) error {
-	if customerID == "" || limit < 1 || window < time.Millisecond {
-		return fmt.Errorf("%w: rate limit needs a customer, limit >= 1 and window >= 1ms", ErrInvalid)
-	}
-	res, err := runInts(ctx, rateLimitScript, g.rdb, []string{RateKey(customerID)},
-		[]any{strconv.Itoa(limit), strconv.FormatInt(window.Milliseconds(), 10)}, 2)
-	if err != nil {
-		return fmt.Errorf("rate limit %s: %w", customerID, err)
-	}
-	switch res[0] {
-	case 1:
-		return nil
-	case 0:
-		return ErrRateLimited
-	}
-	return fmt.Errorf("%w: rate limit script refused its arguments", ErrInvalid)
-}
-
 // ErrLive is returned by Rebuild for a SKU whose available counter exists.
 var ErrLive = errors.New("sku has counters in redis")
 

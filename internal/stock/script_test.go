@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
 	"github.com/stockgate/stockgate/lua"
@@ -110,7 +111,7 @@ func scriptFixture(t *testing.T, g *stock.Gate, rdb *redis.Client, deadline time
 	if _, err := g.Commit(ctx, "done", tokDone, []string{"B"}); err != nil {
 		t.Fatalf("Commit(done) = %v, want nil", err)
 	}
-	if err := rdb.Set(ctx, stock.RateKey("c1"), "1", time.Hour).Err(); err != nil {
+	if err := rdb.Set(ctx, ratelimit.Key("c1"), "1", time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -321,12 +322,12 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		"empty": "", "huge": "99999999999999999999",
 	} {
 		rate = append(rate,
-			scriptCase{name: "limit " + name, keys: []string{stock.RateKey("c1")}, args: strs(v, "1000")},
-			scriptCase{name: "window " + name, keys: []string{stock.RateKey("c1")}, args: strs("5", v)},
+			scriptCase{name: "limit " + name, keys: []string{ratelimit.Key("c1")}, args: strs(v, "1000")},
+			scriptCase{name: "window " + name, keys: []string{ratelimit.Key("c1")}, args: strs("5", v)},
 		)
 	}
 	rate = append(rate,
-		scriptCase{name: "missing window", keys: []string{stock.RateKey("c1")}, args: strs("5")},
+		scriptCase{name: "missing window", keys: []string{ratelimit.Key("c1")}, args: strs("5")},
 		scriptCase{name: "no keys", args: strs("5", "1000"), raises: true},
 	)
 
@@ -489,7 +490,7 @@ func TestScriptsIgnoreHarmlessArguments(t *testing.T) {
 		{"set", twinCall{lua.Set, counters3("A"), strs("1")}, "1 2 0"},
 		{"add", twinCall{lua.Add, counters3("A"), strs("1")}, "9 2 0"},
 		{"rebuild", twinCall{lua.Rebuild, counters3("C"), strs("10", "0")}, "10 0 0"},
-		{"ratelimit", twinCall{lua.RateLimit, []string{stock.RateKey("c1")}, strs("5", "1000")}, "1 2"},
+		{"ratelimit", twinCall{lua.RateLimit, []string{ratelimit.Key("c1")}, strs("5", "1000")}, "1 2"},
 	} {
 		cases = append(cases,
 			twinCase{name: w.name + " with an extra key", want: w.want, twins: []twinCall{w.twinCall},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stockgate/stockgate/internal/failpoint"
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -42,9 +43,9 @@ type Catalog interface {
 	Catalogued(ctx context.Context, sku string) (bool, error)
 }
 
-// Limiter counts a customer's orders (*stock.Gate today).
+// Limiter counts a customer's orders (*ratelimit.Limiter).
 type Limiter interface {
-	// Allow returns stock.ErrRateLimited once the customer has placed more
+	// Allow returns ratelimit.ErrLimited once the customer has placed more
 	// than limit orders in the current window.
 	Allow(ctx context.Context, customerID string, limit int, window time.Duration) error
 }
@@ -250,7 +251,7 @@ func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) er
 
 	// Step 3: per-customer rate limit.
 	if h.cfg.RateLimit > 0 {
-		if err := h.rateLimit(ctx, o); errors.Is(err, stock.ErrRateLimited) {
+		if err := h.rateLimit(ctx, o); errors.Is(err, ratelimit.ErrLimited) {
 			return h.reject(ctx, o, orders.ReasonRateLimited, "", start, false)
 		} else if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/reconcile"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
@@ -61,7 +62,7 @@ func (b *pipeBundle) handler(t *testing.T, cfg HandlerConfig) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Limiter: b.gate}, cfg)
+	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Limiter: ratelimit.New(b.rdb)}, cfg)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}

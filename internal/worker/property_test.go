@@ -20,6 +20,7 @@ import (
 	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/testsvc"
 	"github.com/stockgate/stockgate/internal/testsvc/testdb"
@@ -318,7 +319,7 @@ func (r *propRun) handler(failAt string, last bool) (*Handler, error) {
 			return err
 		}
 	}
-	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Limiter: r.env.gate}, cfg)
+	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Limiter: ratelimit.New(r.env.rdb)}, cfg)
 }
 
 // deliver runs one delivery and says what was wrong with its result, if

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stockgate/stockgate/internal/orders"
+	"github.com/stockgate/stockgate/internal/ratelimit"
 	"github.com/stockgate/stockgate/internal/stock"
 )
 
@@ -98,7 +99,7 @@ func businessReason(err error) (reason string, ok bool) {
 		return orders.ReasonOutOfStock, true
 	case errors.Is(err, stock.ErrNotStocked):
 		return orders.ReasonUnknownSKU, true
-	case errors.Is(err, stock.ErrRateLimited):
+	case errors.Is(err, ratelimit.ErrLimited):
 		return orders.ReasonRateLimited, true
 	case errors.Is(err, stock.ErrConflict):
 		return "conflict", true
