@@ -30,8 +30,10 @@ var ErrNoDatabase = errors.New("stockgate client has no DatabaseURL: Status and 
 // ErrClosed is returned by a Wait that the client's Close ended.
 var ErrClosed = errors.New("stockgate client closed")
 
-// ErrInvalid matches every *InvalidError with errors.Is.
-var ErrInvalid = errors.New("invalid order")
+// ErrInvalid matches every *InvalidError with errors.Is. It is the same
+// value the workers' validation uses, so there is one "invalid order" to
+// test for, whichever side refused the order.
+var ErrInvalid = orders.ErrInvalid
 
 // InvalidError says why Submit refused an order before enqueueing it. Reason
 // is the one the workers would record: the order's reason column holds
