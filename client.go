@@ -41,8 +41,13 @@ const (
 type Config struct {
 	// RedisURL is the workers' Redis: redis:// or rediss:// (TLS, verified
 	// against the system roots or SSL_CERT_FILE), with the DB number, as in
-	// REDIS_URL. Default DefaultRedisURL.
+	// REDIS_URL. Default DefaultRedisURL. With RedisCluster, the seed
+	// nodes of the cluster, as in REDIS_URL with REDIS_CLUSTER=true:
+	// redis://[user:password@]host:port?addr=host2:port2&addr=host3:port3.
 	RedisURL string
+	// RedisCluster says the workers' Redis is a Redis Cluster, as
+	// REDIS_CLUSTER=true does for them.
+	RedisCluster bool
 	// DatabaseURL is the workers' Postgres, as in DATABASE_URL (libpq
 	// parameters such as sslmode=verify-full apply). Without it, Status and
 	// Wait return ErrNoDatabase.
@@ -54,9 +59,6 @@ type Config struct {
 	// PollInterval is the tick of Wait's shared poller. Default
 	// DefaultPollInterval.
 	PollInterval time.Duration
-
-	// Issue 12 adds QueueShards and Redis Cluster here: queueFor is where
-	// an order's queue is chosen.
 }
 
 func (c *Config) validate() error {
@@ -79,7 +81,7 @@ func (c *Config) validate() error {
 // concurrent use; make one per process and Close it.
 type Client struct {
 	cfg       Config
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	queue     *asynq.Client
 	inspector *asynq.Inspector
 	gate      *stock.Gate
@@ -95,7 +97,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	rdb, err := conn.Redis(ctx, cfg.RedisURL, cfg.RedisCluster)
 	if err != nil {
 		return nil, err
 	}

@@ -131,7 +131,7 @@ func (c Config) validate() error {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	return c.Conn.Validate()
 }
 
 // run wires the client and the server, serves until ctx ends, then drains.
@@ -150,12 +150,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		_ = tel.Shutdown(sctx)
 	}()
 	// Key names only: their secrets never reach a log.
-	log.Info("api starting", "addr", cfg.Addr, "redis_url", config.Redact(cfg.Conn.RedisURL),
+	log.Info("api starting", "addr", cfg.Addr, "redis_url", config.Redact(cfg.Conn.RedisURL), "redis_cluster", cfg.Conn.RedisCluster,
 		"database_url", config.Redact(cfg.Conn.DatabaseURL), "keys", httpapi.KeyNames(cfg.Keys),
 		"rate_limit", cfg.RateLimit, "poll_interval", cfg.PollInterval.String(), "traces_exporter", tel.Exporter())
 
 	client, err := stockgate.NewClient(ctx, stockgate.Config{
-		RedisURL: cfg.Conn.RedisURL, DatabaseURL: cfg.Conn.DatabaseURL, PollInterval: cfg.PollInterval,
+		RedisURL: cfg.Conn.RedisURL, RedisCluster: cfg.Conn.RedisCluster, DatabaseURL: cfg.Conn.DatabaseURL,
+		PollInterval: cfg.PollInterval,
 	})
 	if err != nil {
 		return err

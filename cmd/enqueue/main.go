@@ -152,7 +152,7 @@ func validate(c config.Conn, ccfg stockgate.Config) error {
 // error per order.
 func (e *env) connect(ctx context.Context) error {
 	cfg := e.clientConfig
-	cfg.RedisURL = e.conn.RedisURL
+	cfg.RedisURL, cfg.RedisCluster = e.conn.RedisURL, e.conn.RedisCluster
 	c, err := stockgate.NewClient(ctx, cfg)
 	if err != nil {
 		return err

@@ -174,7 +174,7 @@ func (c Config) validate() error {
 // logAttrs is the config as logged at start: URLs redacted, no password.
 func (c Config) logAttrs() []any {
 	return []any{
-		"redis_url", config.Redact(c.Conn.RedisURL),
+		"redis_url", config.Redact(c.Conn.RedisURL), "redis_cluster", c.Conn.RedisCluster,
 		"database_url", config.Redact(c.Conn.DatabaseURL),
 		"concurrency", c.Concurrency, "dequeue_loops", c.DequeueLoops, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
 		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),

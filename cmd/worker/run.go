@@ -18,7 +18,6 @@ import (
 
 	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/catalog"
-	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
@@ -51,7 +50,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	// The stock client alone is traced: Asynq's own client polls Redis all
 	// the time and would bury the order spans. Arguments stay out of spans.
-	rdb, err := conn.Redis(ctx, cfg.Conn.RedisURL)
+	ropt, err := cfg.Conn.Redis()
+	if err != nil {
+		return err
+	}
+	rdb, err := conn.Open(ctx, cfg.Conn.RedisURL, ropt)
 	if err != nil {
 		return err
 	}
@@ -94,16 +97,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 
-	ropt, err := config.RedisOptions(cfg.Conn.RedisURL)
-	if err != nil {
-		return err
-	}
-	qopt := config.AsynqRedisOpt(ropt)
 	// Asynq's own client, shared by its servers and the inspector: every
 	// running task holds a connection for its completion, and each dequeue
-	// loop one more for its round trip and its heartbeats.
-	ropt.PoolSize = cfg.Concurrency + 8*cfg.DequeueLoops
-	qrdb := redis.NewClient(ropt)
+	// loop one more for its round trip and its heartbeats (per node, on a
+	// cluster, where go-redis keeps a pool per node).
+	qrdb := ropt.WithPoolSize(cfg.Concurrency + 8*cfg.DequeueLoops).NewClient()
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
@@ -121,7 +119,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Addr: cfg.AdminAddr, User: cfg.AdminUser, Password: cfg.AdminPassword,
 		Metrics:            tel.MetricsHandler(),
 		Ready:              readiness(rdb, pool),
-		RedisConnOpt:       qopt,
+		RedisConnOpt:       ropt.AsynqOpt(),
 		MonitoringWritable: cfg.MonitoringWritable,
 		Profiling:          cfg.Profiling,
 		Logger:             log,
@@ -177,7 +175,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 }
 
 // readiness is /readyz: Redis and Postgres answer and no migration is pending.
-func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) error {
+func readiness(rdb redis.UniversalClient, pool *pgxpool.Pool) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -193,7 +191,7 @@ func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) erro
 	}
 }
 
-func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
+func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
 	return errors.Join(
 		telemetry.RegisterRedisPool("stock", rdb),
 		telemetry.RegisterPgxPool(pool),
@@ -219,8 +217,19 @@ func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, 
 
 // checkDurability warns loudly when Redis can lose stock or queued orders:
 // without AOF a restart forgets both, and an evicting policy can drop a
-// stock key, which the scripts then read as "not stocked".
-func checkDurability(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+// stock key, which the scripts then read as "not stocked". On a cluster it
+// asks every master, since each holds its slots' counters and queues.
+func checkDurability(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
+	err := conn.ForEachMaster(ctx, rdb, func(ctx context.Context, node *redis.Client) error {
+		checkNodeDurability(ctx, node, log.With("redis_node", node.Options().Addr))
+		return nil
+	})
+	if err != nil {
+		log.Warn("could not list the redis masters to check their durability; make sure AOF is on and maxmemory-policy is noeviction on each", "err", err)
+	}
+}
+
+func checkNodeDurability(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
 	vals, err := rdb.ConfigGet(ctx, "appendonly").Result()
 	if err != nil {
 		log.Warn("could not check redis durability (CONFIG GET refused?); make sure AOF is on and maxmemory-policy is noeviction", "err", err)
