@@ -59,6 +59,10 @@ type Config struct {
 	// PollInterval is the tick of Wait's shared poller. Default
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// QueueShards is the workers' QUEUE_SHARDS: with N > 1 an order goes on
+	// queue orders-K, K = FNV-1a-32(order id) mod N. Default 1, the queue
+	// orders.
+	QueueShards int
 }
 
 func (c *Config) validate() error {
@@ -69,11 +73,14 @@ func (c *Config) validate() error {
 		return fmt.Errorf("stockgate config: MaxRetry %d must not be negative", c.MaxRetry)
 	case c.PollInterval < 0 || (c.PollInterval > 0 && c.PollInterval < time.Millisecond):
 		return fmt.Errorf("stockgate config: PollInterval %v must be at least 1ms", c.PollInterval)
+	case c.QueueShards != 0 && orders.CheckQueueShards(c.QueueShards) != nil:
+		return fmt.Errorf("stockgate config: QueueShards: %w", orders.CheckQueueShards(c.QueueShards))
 	}
 	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	c.MaxRetry = cmp.Or(c.MaxRetry, DefaultMaxRetry)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.QueueShards = cmp.Or(c.QueueShards, orders.DefaultQueueShards)
 	return nil
 }
 
@@ -144,8 +151,8 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// queueFor is the queue an order travels on.
-func (c *Client) queueFor(string) string { return orders.Queue }
+// queueFor is the queue an order travels on (orders.QueueFor).
+func (c *Client) queueFor(orderID string) string { return orders.QueueFor(orderID, c.cfg.QueueShards) }
 
 // Submit validates o and enqueues it. A refused order is an *InvalidError
 // and nothing is enqueued. An order id submitted before, whose task is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,12 +105,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	qrdb := ropt.WithPoolSize(cfg.Concurrency + 8*cfg.DequeueLoops).NewClient()
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
+	queues := consumedQueues(inspector, cfg.QueueShards, log)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
+		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Logger: log})
 	if err != nil {
 		return err
 	}
-	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
+	if err := registerGauges(rdb, pool, inspector, gate, queues); err != nil {
 		return err
 	}
 
@@ -142,7 +144,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	srv, err := worker.StartServers(qrdb, worker.ServerConfig{
 		Concurrency:     cfg.Concurrency,
 		DequeueLoops:    cfg.DequeueLoops,
-		Queues:          []string{orders.Queue},
+		Queues:          queues,
 		PollInterval:    cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RetryDelay:      func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
@@ -161,7 +163,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { sweeper.Run(sweepCtx) })
-	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
+	log.Info("worker ready", "queues", queues, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
 
 	<-ctx.Done()
 	log.Info("worker draining", "shutdown_timeout", cfg.ShutdownTimeout.String())
@@ -191,11 +193,11 @@ func readiness(rdb redis.UniversalClient, pool *pgxpool.Pool) func(context.Conte
 	}
 }
 
-func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
+func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate, queues []string) error {
 	return errors.Join(
 		telemetry.RegisterRedisPool("stock", rdb),
 		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, orders.Queue),
+		telemetry.RegisterQueues(in, queues...),
 		telemetry.RegisterHolds(gate.OpenHolds),
 		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
 			skus, err := gate.SKUs(ctx)
@@ -213,6 +215,27 @@ func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Ins
 			return out, nil
 		}, stockGaugeSKUs),
 	)
+}
+
+// consumedQueues are the queues of --queue-shards and, after a change of
+// the shard count, every other order queue Asynq knows: their tasks were
+// placed under the old count and would otherwise never be processed.
+func consumedQueues(in *asynq.Inspector, shards int, log *slog.Logger) []string {
+	queues := orders.Queues(shards)
+	known, err := in.Queues()
+	if err != nil {
+		log.Warn("could not list asynq's queues; consuming only this worker's shards", "err", err)
+		return queues
+	}
+	slices.Sort(known)
+	for _, q := range known {
+		if orders.IsQueue(q) && !slices.Contains(queues, q) {
+			log.Warn("also consuming an order queue outside --queue-shards (the shard count changed?), so that its tasks are not stranded",
+				"queue", q, "queue_shards", shards)
+			queues = append(queues, q)
+		}
+	}
+	return queues
 }
 
 // checkDurability warns loudly when Redis can lose stock or queued orders:

@@ -76,6 +76,14 @@ func (c *Conn) Register(fs *flag.FlagSet) {
 	fs.Var(secretURL{&c.DatabaseURL}, "database-url", "Postgres `URL` [DATABASE_URL]")
 }
 
+// RegisterQueueShards adds --queue-shards to fs, defaulting to QUEUE_SHARDS
+// (1 when unset); a malformed QUEUE_SHARDS is kept in env, for env.Err. The
+// producers and the workers must agree on it: see orders.QueueFor.
+func RegisterQueueShards(fs *flag.FlagSet, env *EnvValues, p *int) {
+	fs.IntVar(p, "queue-shards", env.Int("QUEUE_SHARDS", 1),
+		"order queues: 1 is the queue orders, N > 1 the queues orders-0 … orders-N-1, an order's chosen by a hash of its id; producers and workers must agree [QUEUE_SHARDS]")
+}
+
 // secretURL is a flag whose printed value (in -h) has its password hidden.
 type secretURL struct{ p *string }
 
