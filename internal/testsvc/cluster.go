@@ -181,3 +181,77 @@ func (c *Cluster) Shards(tb testing.TB) []Shard {
 	tb.Fatal("no cluster node is running")
 	return nil
 }
+
+// MoveEmptySlot makes the master at to serve slot, which must hold no key
+// yet, the way redis-cli --cluster reshard moves a slot (IMPORTING,
+// MIGRATING, then NODE on both ends and the other masters), and waits
+// until every node agrees. Tests use it to give a queue shard a master of
+// its own.
+func (c *Cluster) MoveEmptySlot(tb testing.TB, slot int, to string) {
+	tb.Helper()
+	ctx := context.Background()
+	from := c.SlotOwner(tb, slot)
+	if from == to {
+		return
+	}
+	ids := map[string]string{}
+	clients := map[string]*redis.Client{}
+	for _, n := range c.Nodes {
+		if n.Pid() == 0 {
+			continue
+		}
+		cl := n.Client(0)
+		defer cl.Close()
+		id, err := cl.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			tb.Fatalf("CLUSTER MYID on %s: %v", n.Addr, err)
+		}
+		ids[n.Addr], clients[n.Addr] = id, cl
+	}
+	if clients[from] == nil || clients[to] == nil {
+		tb.Fatalf("MoveEmptySlot(%d, %s): no running node %s or %s", slot, to, from, to)
+	}
+	if n, err := clients[from].ClusterCountKeysInSlot(ctx, slot).Result(); err != nil || n != 0 {
+		tb.Fatalf("slot %d holds %d keys (%v): MoveEmptySlot moves empty slots only", slot, n, err)
+	}
+	steps := []struct {
+		node string
+		args []any
+	}{
+		{to, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]}},
+		{from, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]}},
+		{to, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[to]}},
+		{from, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[to]}},
+	}
+	for _, sh := range c.Shards(tb) {
+		if sh.Master != from && sh.Master != to {
+			steps = append(steps, struct {
+				node string
+				args []any
+			}{sh.Master, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[to]}})
+		}
+	}
+	for _, st := range steps {
+		if err := clients[st.node].Do(ctx, st.args...).Err(); err != nil {
+			tb.Fatalf("%v on %s: %v", st.args, st.node, err)
+		}
+	}
+	Poll(tb, clusterReadyTimeout, fmt.Sprintf("every node to see slot %d on %s", slot, to), func() bool {
+		for _, cl := range clients {
+			slots, err := cl.ClusterSlots(ctx).Result()
+			if err != nil {
+				return false
+			}
+			ok := false
+			for _, s := range slots {
+				if int64(slot) >= int64(s.Start) && int64(slot) <= int64(s.End) && len(s.Nodes) > 0 && s.Nodes[0].Addr == to {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
