@@ -341,3 +341,36 @@ func TestClusterQueueShards(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueShardsChanged: orders placed on the one queue "orders" are still
+// processed by a worker started with --queue-shards 3, which drains every
+// order queue Asynq knows besides its shards, and says so.
+func TestQueueShardsChanged(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.mustRun(t, "stockctl", "migrate")
+	s.mustRun(t, "stockctl", "set", "QC-1", "5")
+	for i := range 8 {
+		s.mustRun(t, "enqueue", "order", "--id", fmt.Sprintf("qc-%d", i), "--customer", "c-1", "QC-1=1")
+	}
+	w := s.startWorker(t, []string{"QUEUE_SHARDS=3"})
+	pool, err := pgxpoolFor(t, envOf(s.env, "DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("qc-%d", i)
+	}
+	var st orderstore.Stats
+	testsvc.Poll(t, time.Minute, "the orders of the old queue to have rows", func() bool {
+		st, err = orderstore.New(pool).Stats(context.Background(), ids)
+		return err == nil && st.Decided == len(ids)
+	})
+	if st.Confirmed != 5 || st.Reasons[orders.ReasonOutOfStock] != 3 {
+		t.Errorf("Stats = %+v, want 5 confirmed, 3 out_of_stock", st)
+	}
+	if out := w.Output(); !strings.Contains(out, "also consuming an order queue outside --queue-shards") || !strings.Contains(out, `"queue":"orders"`) {
+		t.Errorf("worker output lacks the warning about queue orders:\n%s", out)
+	}
+}
