@@ -79,7 +79,7 @@ func parseSale(t *testing.T, out string) saleSummary {
 // admin endpoints (asynqmon included) working against the cluster.
 func TestClusterFlashSale(t *testing.T) {
 	t.Parallel()
-	s, _ := newClusterStack(t, 3, 0)
+	s, cl := newClusterStack(t, 3, 0)
 	s.mustRun(t, "stockctl", "migrate")
 	s.mustRun(t, "stockctl", "set", "CFS-1", "100")
 	w := s.startWorker(t, nil, "--concurrency", "32")
@@ -109,8 +109,16 @@ func TestClusterFlashSale(t *testing.T) {
 		!strings.Contains(metrics, `sku="CFS-1"`) {
 		t.Errorf("/metrics = %d, want the queue and stock gauges", code)
 	}
-	if out := w.Output(); strings.Contains(out, `"level":"ERROR"`) {
+	out := w.Output()
+	if strings.Contains(out, `"level":"ERROR"`) {
 		t.Errorf("worker logged errors:\n%s", out)
+	}
+	// The test's nodes run without AOF: the start-up check warns once per
+	// master, naming it.
+	for _, sh := range cl.Shards(t) {
+		if !strings.Contains(out, `"redis_node":"`+sh.Master+`"`) || strings.Count(out, "appendonly is off") != 3 {
+			t.Errorf("worker output lacks one AOF warning per master (%s among them):\n%s", sh.Master, out)
+		}
 	}
 }
 
