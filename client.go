@@ -41,8 +41,13 @@ const (
 type Config struct {
 	// RedisURL is the workers' Redis: redis:// or rediss:// (TLS, verified
 	// against the system roots or SSL_CERT_FILE), with the DB number, as in
-	// REDIS_URL. Default DefaultRedisURL.
+	// REDIS_URL. Default DefaultRedisURL. With RedisCluster, the seed
+	// nodes of the cluster, as in REDIS_URL with REDIS_CLUSTER=true:
+	// redis://[user:password@]host:port?addr=host2:port2&addr=host3:port3.
 	RedisURL string
+	// RedisCluster says the workers' Redis is a Redis Cluster, as
+	// REDIS_CLUSTER=true does for them.
+	RedisCluster bool
 	// DatabaseURL is the workers' Postgres, as in DATABASE_URL (libpq
 	// parameters such as sslmode=verify-full apply). Without it, Status and
 	// Wait return ErrNoDatabase.
@@ -54,9 +59,10 @@ type Config struct {
 	// PollInterval is the tick of Wait's shared poller. Default
 	// DefaultPollInterval.
 	PollInterval time.Duration
-
-	// Issue 12 adds QueueShards and Redis Cluster here: queueFor is where
-	// an order's queue is chosen.
+	// QueueShards is the workers' QUEUE_SHARDS: with N > 1 an order goes on
+	// queue orders-K, K = FNV-1a-32(order id) mod N. Default 1, the queue
+	// orders.
+	QueueShards int
 }
 
 func (c *Config) validate() error {
@@ -67,11 +73,14 @@ func (c *Config) validate() error {
 		return fmt.Errorf("stockgate config: MaxRetry %d must not be negative", c.MaxRetry)
 	case c.PollInterval < 0 || (c.PollInterval > 0 && c.PollInterval < time.Millisecond):
 		return fmt.Errorf("stockgate config: PollInterval %v must be at least 1ms", c.PollInterval)
+	case c.QueueShards != 0 && orders.CheckQueueShards(c.QueueShards) != nil:
+		return fmt.Errorf("stockgate config: QueueShards: %w", orders.CheckQueueShards(c.QueueShards))
 	}
 	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	c.MaxRetry = cmp.Or(c.MaxRetry, DefaultMaxRetry)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.QueueShards = cmp.Or(c.QueueShards, orders.DefaultQueueShards)
 	return nil
 }
 
@@ -79,7 +88,7 @@ func (c *Config) validate() error {
 // concurrent use; make one per process and Close it.
 type Client struct {
 	cfg       Config
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	queue     *asynq.Client
 	inspector *asynq.Inspector
 	gate      *stock.Gate
@@ -95,7 +104,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	rdb, err := conn.Redis(ctx, cfg.RedisURL, cfg.RedisCluster)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +151,8 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// queueFor is the queue an order travels on.
-func (c *Client) queueFor(string) string { return orders.Queue }
+// queueFor is the queue an order travels on (orders.QueueFor).
+func (c *Client) queueFor(orderID string) string { return orders.QueueFor(orderID, c.cfg.QueueShards) }
 
 // Submit validates o and enqueues it. A refused order is an *InvalidError
 // and nothing is enqueued. An order id submitted before, whose task is

@@ -301,3 +301,42 @@ func TestNewClientErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitQueueShards: with QueueShards each order goes on the shard
+// orders.QueueFor names, and a re-submit, Status and the conflict check
+// all look there.
+func TestSubmitQueueShards(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{QueueShards: 3})
+	ctx := context.Background()
+	shards := map[string]bool{}
+	for i := range 30 {
+		id := fmt.Sprintf("qs-%d", i)
+		if err := b.client.Submit(ctx, order(id, 1)); err != nil {
+			t.Fatalf("Submit(%s) = %v", id, err)
+		}
+		q := orders.QueueFor(id, 3)
+		if _, err := b.insp.GetTaskInfo(q, id); err != nil {
+			t.Fatalf("GetTaskInfo(%s, %s) = %v, want the task on its shard", q, id, err)
+		}
+		shards[q] = true
+		if err := b.client.Submit(ctx, order(id, 1)); !errors.Is(err, ErrDuplicate) || errors.Is(err, ErrConflict) {
+			t.Errorf("Submit(%s again) = %v, want ErrDuplicate", id, err)
+		}
+		if err := b.client.Submit(ctx, order(id, 2)); !errors.Is(err, ErrConflict) {
+			t.Errorf("Submit(%s, other qty) = %v, want ErrConflict", id, err)
+		}
+		if st, err := b.client.Status(ctx, id); err != nil || st.State != StatePending {
+			t.Errorf("Status(%s) = %+v, %v; want pending", id, st, err)
+		}
+	}
+	if len(shards) != 3 {
+		t.Errorf("30 orders went on %d shards, want 3", len(shards))
+	}
+	if _, err := b.insp.GetQueueInfo(orders.Queue); err == nil {
+		t.Errorf("GetQueueInfo(%s) = %v, want no unsharded queue", orders.Queue, err)
+	}
+	if _, err := NewClient(ctx, Config{QueueShards: orders.MaxQueueShards + 1}); err == nil {
+		t.Errorf("NewClient(QueueShards %d) = nil error, want a refusal", orders.MaxQueueShards+1)
+	}
+}

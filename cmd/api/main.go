@@ -20,6 +20,7 @@ import (
 	"github.com/stockgate/stockgate"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/httpapi"
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/telemetry"
 )
 
@@ -50,6 +51,7 @@ type Config struct {
 	RateBurst       int
 	PollInterval    time.Duration
 	ShutdownTimeout time.Duration
+	QueueShards     int
 	LogLevel        string
 }
 
@@ -94,6 +96,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		"how often the shared poller reads the rows of the orders long-polls wait for [API_POLL_INTERVAL]")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDur("SHUTDOWN_TIMEOUT", 10*time.Second),
 		"on SIGTERM, how long requests in flight may finish; long-polls answer at once [SHUTDOWN_TIMEOUT]")
+	config.RegisterQueueShards(fs, &env, &c.QueueShards)
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := env.Err(); err != nil {
 		return c, err
@@ -126,12 +129,14 @@ func (c Config) validate() error {
 		return errors.New("--poll-interval must be between 1ms and 10s")
 	case c.ShutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
+	case orders.CheckQueueShards(c.QueueShards) != nil:
+		return fmt.Errorf("--queue-shards %d must be 1..%d", c.QueueShards, orders.MaxQueueShards)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	return c.Conn.Validate()
 }
 
 // run wires the client and the server, serves until ctx ends, then drains.
@@ -150,12 +155,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		_ = tel.Shutdown(sctx)
 	}()
 	// Key names only: their secrets never reach a log.
-	log.Info("api starting", "addr", cfg.Addr, "redis_url", config.Redact(cfg.Conn.RedisURL),
+	log.Info("api starting", "addr", cfg.Addr, "redis_url", config.Redact(cfg.Conn.RedisURL), "redis_cluster", cfg.Conn.RedisCluster, "queue_shards", cfg.QueueShards,
 		"database_url", config.Redact(cfg.Conn.DatabaseURL), "keys", httpapi.KeyNames(cfg.Keys),
 		"rate_limit", cfg.RateLimit, "poll_interval", cfg.PollInterval.String(), "traces_exporter", tel.Exporter())
 
 	client, err := stockgate.NewClient(ctx, stockgate.Config{
-		RedisURL: cfg.Conn.RedisURL, DatabaseURL: cfg.Conn.DatabaseURL, PollInterval: cfg.PollInterval,
+		RedisURL: cfg.Conn.RedisURL, RedisCluster: cfg.Conn.RedisCluster, DatabaseURL: cfg.Conn.DatabaseURL,
+		PollInterval: cfg.PollInterval, QueueShards: cfg.QueueShards,
 	})
 	if err != nil {
 		return err

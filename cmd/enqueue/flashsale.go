@@ -133,7 +133,7 @@ func flashSale(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer pool.Close()
-		rdb, err := conn.Redis(ctx, e.conn.RedisURL)
+		rdb, err := conn.Redis(ctx, e.conn.RedisURL, e.conn.RedisCluster)
 		if err != nil {
 			return err
 		}

@@ -40,7 +40,8 @@ var word = regexp.MustCompile(`^[a-z][a-z-]*$`)
 func parseLine(args []string) parsed {
 	var stderr bytes.Buffer
 	var p parsed
-	fs := globalFlags(&stderr, &p.Conn, &p.Client)
+	var env config.EnvValues
+	fs := globalFlags(&stderr, &p.Conn, &p.Client, &env)
 	pos, err := config.ParseLeading(fs, args)
 	switch {
 	case err != nil:

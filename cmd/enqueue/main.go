@@ -25,7 +25,9 @@ import (
 	"github.com/stockgate/stockgate/internal/telemetry"
 )
 
-const usage = `enqueue places orders on stockgate's "orders" queue.
+const usage = `enqueue places orders on stockgate's order queue: "orders", or with
+--queue-shards N one of "orders-0" … "orders-N-1" chosen by a hash of the
+order id.
 
 Usage:
   enqueue [flags] order [--id ID] --customer C SKU=QTY [SKU=QTY…]
@@ -57,7 +59,8 @@ type env struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	var ccfg stockgate.Config
-	fs := globalFlags(stderr, &e.conn, &ccfg)
+	var envErrs config.EnvValues
+	fs := globalFlags(stderr, &e.conn, &ccfg, &envErrs)
 	pos, err := config.ParseLeading(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -75,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.Usage()
 		return 0
 	}
-	if err := validate(e.conn, ccfg); err != nil {
+	if err := errors.Join(envErrs.Err(), validate(e.conn, ccfg)); err != nil {
 		fmt.Fprintf(stderr, "enqueue: %v: %v\n", config.ErrUsage, err)
 		return 2
 	}
@@ -119,13 +122,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // globalFlags are the flags before the command; -h prints usage and them.
-func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *stockgate.Config) *flag.FlagSet {
+func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *stockgate.Config, env *config.EnvValues) *flag.FlagSet {
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	conn.Register(fs)
 	fs.DurationVar(&ccfg.Retention, "retention", stockgate.DefaultRetention,
 		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
 	fs.IntVar(&ccfg.MaxRetry, "max-retry", stockgate.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
+	config.RegisterQueueShards(fs, env, &ccfg.QueueShards)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -142,6 +146,8 @@ func validate(c config.Conn, ccfg stockgate.Config) error {
 		return fmt.Errorf("--retention %v must be >= 0", ccfg.Retention)
 	case ccfg.MaxRetry < 0:
 		return fmt.Errorf("--max-retry %d must be >= 0", ccfg.MaxRetry)
+	case orders.CheckQueueShards(ccfg.QueueShards) != nil:
+		return fmt.Errorf("--queue-shards %d must be 1..%d", ccfg.QueueShards, orders.MaxQueueShards)
 	}
 	return c.Validate()
 }
@@ -152,7 +158,7 @@ func validate(c config.Conn, ccfg stockgate.Config) error {
 // error per order.
 func (e *env) connect(ctx context.Context) error {
 	cfg := e.clientConfig
-	cfg.RedisURL = e.conn.RedisURL
+	cfg.RedisURL, cfg.RedisCluster = e.conn.RedisURL, e.conn.RedisCluster
 	c, err := stockgate.NewClient(ctx, cfg)
 	if err != nil {
 		return err

@@ -226,7 +226,7 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	rdb, err := conn.Redis(ctx, cfg.RedisURL, cfg.RedisCluster)
 	if err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ type backends struct {
 // openStock connects to both Redis and Postgres, for the commands that
 // need the stock gate and the catalogue together.
 func openStock(ctx context.Context, cfg config.Conn) (backends, error) {
-	rdb, err := conn.Redis(ctx, cfg.RedisURL)
+	rdb, err := conn.Redis(ctx, cfg.RedisURL, cfg.RedisCluster)
 	if err != nil {
 		return backends{}, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/config"
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/worker"
 )
 
@@ -65,10 +66,12 @@ type Config struct {
 	RetryBase          time.Duration
 	RetryMax           time.Duration
 	PollInterval       time.Duration
+	QueueShards        int
 	LogLevel           string
 }
 
-const usage = `worker serves stockgate's orders queue.
+const usage = `worker serves stockgate's order queues: "orders", or with
+--queue-shards N every one of "orders-0" … "orders-N-1".
 
 It applies pending migrations (under an advisory lock, so several workers may
 start at once), then processes order:place tasks, sweeps expired holds and
@@ -120,6 +123,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.RetryMax, "retry-max", envDur("RETRY_MAX", time.Minute), "longest retry delay [RETRY_MAX]")
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", worker.DefaultPollInterval),
 		"how long an idle worker waits before looking for new orders again; while orders arrive, the other dequeue loops look every 5ms [POLL_INTERVAL]")
+	config.RegisterQueueShards(fs, &env, &c.QueueShards)
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := env.Err(); err != nil {
 		return c, err
@@ -158,6 +162,8 @@ func (c Config) validate() error {
 		return errors.New("--poll-interval must be between 1ms and 1m")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("--retry-base must be positive and at most --retry-max")
+	case orders.CheckQueueShards(c.QueueShards) != nil:
+		return fmt.Errorf("--queue-shards %d must be 1..%d", c.QueueShards, orders.MaxQueueShards)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -174,12 +180,13 @@ func (c Config) validate() error {
 // logAttrs is the config as logged at start: URLs redacted, no password.
 func (c Config) logAttrs() []any {
 	return []any{
-		"redis_url", config.Redact(c.Conn.RedisURL),
+		"redis_url", config.Redact(c.Conn.RedisURL), "redis_cluster", c.Conn.RedisCluster,
 		"database_url", config.Redact(c.Conn.DatabaseURL),
 		"concurrency", c.Concurrency, "dequeue_loops", c.DequeueLoops, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
 		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
 		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),
+		"queue_shards", c.QueueShards,
 	}
 }
 

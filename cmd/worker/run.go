@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/catalog"
-	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
@@ -51,7 +51,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	// The stock client alone is traced: Asynq's own client polls Redis all
 	// the time and would bury the order spans. Arguments stay out of spans.
-	rdb, err := conn.Redis(ctx, cfg.Conn.RedisURL)
+	ropt, err := cfg.Conn.Redis()
+	if err != nil {
+		return err
+	}
+	rdb, err := conn.Open(ctx, cfg.Conn.RedisURL, ropt)
 	if err != nil {
 		return err
 	}
@@ -94,24 +98,20 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 
-	ropt, err := config.RedisOptions(cfg.Conn.RedisURL)
-	if err != nil {
-		return err
-	}
-	qopt := config.AsynqRedisOpt(ropt)
 	// Asynq's own client, shared by its servers and the inspector: every
 	// running task holds a connection for its completion, and each dequeue
-	// loop one more for its round trip and its heartbeats.
-	ropt.PoolSize = cfg.Concurrency + 8*cfg.DequeueLoops
-	qrdb := redis.NewClient(ropt)
+	// loop one more for its round trip and its heartbeats (per node, on a
+	// cluster, where go-redis keeps a pool per node).
+	qrdb := ropt.WithPoolSize(cfg.Concurrency + 8*cfg.DequeueLoops).NewClient()
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
+	queues := consumedQueues(inspector, cfg.QueueShards, log)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
+		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Logger: log})
 	if err != nil {
 		return err
 	}
-	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
+	if err := registerGauges(rdb, pool, inspector, gate, queues); err != nil {
 		return err
 	}
 
@@ -121,7 +121,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Addr: cfg.AdminAddr, User: cfg.AdminUser, Password: cfg.AdminPassword,
 		Metrics:            tel.MetricsHandler(),
 		Ready:              readiness(rdb, pool),
-		RedisConnOpt:       qopt,
+		RedisConnOpt:       ropt.AsynqOpt(),
 		MonitoringWritable: cfg.MonitoringWritable,
 		Profiling:          cfg.Profiling,
 		Logger:             log,
@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	srv, err := worker.StartServers(qrdb, worker.ServerConfig{
 		Concurrency:     cfg.Concurrency,
 		DequeueLoops:    cfg.DequeueLoops,
-		Queues:          []string{orders.Queue},
+		Queues:          queues,
 		PollInterval:    cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RetryDelay:      func(n int, _ error, _ *asynq.Task) time.Duration { return cfg.retryDelay(n) },
@@ -163,7 +163,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { sweeper.Run(sweepCtx) })
-	log.Info("worker ready", "queue", orders.Queue, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
+	log.Info("worker ready", "queues", queues, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
 
 	<-ctx.Done()
 	log.Info("worker draining", "shutdown_timeout", cfg.ShutdownTimeout.String())
@@ -177,7 +177,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 }
 
 // readiness is /readyz: Redis and Postgres answer and no migration is pending.
-func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) error {
+func readiness(rdb redis.UniversalClient, pool *pgxpool.Pool) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -193,11 +193,11 @@ func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) erro
 	}
 }
 
-func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
+func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate, queues []string) error {
 	return errors.Join(
 		telemetry.RegisterRedisPool("stock", rdb),
 		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, orders.Queue),
+		telemetry.RegisterQueues(in, queues...),
 		telemetry.RegisterHolds(gate.OpenHolds),
 		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
 			skus, err := gate.SKUs(ctx)
@@ -217,10 +217,42 @@ func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, 
 	)
 }
 
+// consumedQueues are the queues of --queue-shards and, after a change of
+// the shard count, every other order queue Asynq knows: their tasks were
+// placed under the old count and would otherwise never be processed.
+func consumedQueues(in *asynq.Inspector, shards int, log *slog.Logger) []string {
+	queues := orders.Queues(shards)
+	known, err := in.Queues()
+	if err != nil {
+		log.Warn("could not list asynq's queues; consuming only this worker's shards", "err", err)
+		return queues
+	}
+	slices.Sort(known)
+	for _, q := range known {
+		if orders.IsQueue(q) && !slices.Contains(queues, q) {
+			log.Warn("also consuming an order queue outside --queue-shards (the shard count changed?), so that its tasks are not stranded",
+				"queue", q, "queue_shards", shards)
+			queues = append(queues, q)
+		}
+	}
+	return queues
+}
+
 // checkDurability warns loudly when Redis can lose stock or queued orders:
 // without AOF a restart forgets both, and an evicting policy can drop a
-// stock key, which the scripts then read as "not stocked".
-func checkDurability(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+// stock key, which the scripts then read as "not stocked". On a cluster it
+// asks every master, since each holds its slots' counters and queues.
+func checkDurability(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
+	err := conn.ForEachMaster(ctx, rdb, func(ctx context.Context, node *redis.Client) error {
+		checkNodeDurability(ctx, node, log.With("redis_node", node.Options().Addr))
+		return nil
+	})
+	if err != nil {
+		log.Warn("could not list the redis masters to check their durability; make sure AOF is on and maxmemory-policy is noeviction on each", "err", err)
+	}
+}
+
+func checkNodeDurability(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
 	vals, err := rdb.ConfigGet(ctx, "appendonly").Result()
 	if err != nil {
 		log.Warn("could not check redis durability (CONFIG GET refused?); make sure AOF is on and maxmemory-policy is noeviction", "err", err)

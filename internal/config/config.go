@@ -35,28 +35,53 @@ const (
 type Conn struct {
 	RedisURL    string
 	DatabaseURL string
+	// RedisCluster reads RedisURL as the seed nodes of a Redis Cluster
+	// (ParseRedis).
+	RedisCluster bool
 }
 
 // Validate parses both URLs, so that a command can refuse a bad one before
 // it connects to anything: each command checks every setting, the ones its
 // subcommand will not use too.
 func (c Conn) Validate() error {
-	if _, err := RedisOptions(c.RedisURL); err != nil {
+	// Register reads REDIS_CLUSTER leniently, for its default; a value that
+	// is neither true nor false is refused here, not taken as false.
+	if v := os.Getenv("REDIS_CLUSTER"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("REDIS_CLUSTER=%q: want true or false", escapeControl(v))
+		}
+	}
+	if _, err := c.Redis(); err != nil {
 		return err
 	}
 	_, err := PostgresConfig(c.DatabaseURL)
 	return err
 }
 
-// Register adds -redis-url and -database-url to fs, defaulting to the
-// REDIS_URL and DATABASE_URL environment variables. -h shows the defaults
-// with their passwords redacted.
+// Redis parses RedisURL in the mode RedisCluster says.
+func (c Conn) Redis() (Redis, error) { return ParseRedis(c.RedisURL, c.RedisCluster) }
+
+// Register adds -redis-url, -redis-cluster and -database-url to fs,
+// defaulting to the REDIS_URL, REDIS_CLUSTER and DATABASE_URL environment
+// variables. -h shows the defaults with their passwords redacted.
 func (c *Conn) Register(fs *flag.FlagSet) {
 	c.RedisURL = Env("REDIS_URL", DefaultRedisURL)
 	c.DatabaseURL = Env("DATABASE_URL", DefaultDatabaseURL)
+	c.RedisCluster, _ = strconv.ParseBool(os.Getenv("REDIS_CLUSTER"))
 	fs.Var(secretURL{&c.RedisURL}, "redis-url",
-		"Redis `URL`, redis:// or rediss:// with the DB number [REDIS_URL]")
+		"Redis `URL`, redis:// or rediss:// with the DB number; with --redis-cluster a cluster's seed nodes, "+
+			"redis://[user:password@]host:port?addr=host2:port2&addr=host3:port3 [REDIS_URL]")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster,
+		"Redis is a Redis Cluster: --redis-url names one or more of its nodes, DB 0 only [REDIS_CLUSTER]")
 	fs.Var(secretURL{&c.DatabaseURL}, "database-url", "Postgres `URL` [DATABASE_URL]")
+}
+
+// RegisterQueueShards adds --queue-shards to fs, defaulting to QUEUE_SHARDS
+// (1 when unset); a malformed QUEUE_SHARDS is kept in env, for env.Err. The
+// producers and the workers must agree on it: see orders.QueueFor.
+func RegisterQueueShards(fs *flag.FlagSet, env *EnvValues, p *int) {
+	fs.IntVar(p, "queue-shards", env.Int("QUEUE_SHARDS", 1),
+		"order queues: 1 is the queue orders, N > 1 the queues orders-0 … orders-N-1, an order's chosen by a hash of its id; producers and workers must agree [QUEUE_SHARDS]")
 }
 
 // secretURL is a flag whose printed value (in -h) has its password hidden.
@@ -239,15 +264,13 @@ func (e *EnvValues) Err() error {
 // RedisOptions parses a redis:// or rediss:// URL. rediss:// turns TLS on,
 // verifying the server against the system roots (or SSL_CERT_FILE).
 func RedisOptions(rawURL string) (*redis.Options, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, fmt.Errorf("redis url %s: want redis://[user:password@]host:port/db or rediss://", escapeControl(Redact(rawURL)))
+	u, err := checkRedisURL(rawURL, "redis://[user:password@]host:port/db or rediss://")
+	if err != nil {
+		return nil, err
 	}
-	// An '@' past the user info is a password with an unescaped '/', '?' or
-	// '#' that url.Parse cut short: go-redis would quote its tail as a DB
-	// number or an option. Print nothing of such a URL.
-	if strings.Contains(u.Opaque+u.EscapedPath()+u.RawQuery+u.EscapedFragment(), "@") {
-		return nil, errors.New("redis url (not shown) has an '@' after its user info: escape '/', '?', '#' and '@' in the password as %2F, %3F, %23 and %40")
+	if u.Query().Has("addr") {
+		return nil, errors.New(escapeControl(fmt.Sprintf("redis url %s names cluster seeds (addr=), which only cluster mode reads: set --redis-cluster or REDIS_CLUSTER=true",
+			Redact(rawURL))))
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -263,6 +286,100 @@ func RedisOptions(rawURL string) (*redis.Options, error) {
 		opt.TLSConfig.MinVersion = tls.VersionTLS12
 	}
 	return opt, nil
+}
+
+// Redis is a parsed REDIS_URL: the options of one node, or (cluster mode)
+// of a Redis Cluster. Exactly one of Node and Cluster is set.
+type Redis struct {
+	Node    *redis.Options
+	Cluster *redis.ClusterOptions
+}
+
+// ParseRedis parses rawURL as one node's URL (RedisOptions) or, when
+// cluster is set, as a cluster's seeds (RedisClusterOptions). Each mode
+// refuses the other's URL with a line saying which setting to change.
+func ParseRedis(rawURL string, cluster bool) (Redis, error) {
+	if cluster {
+		o, err := RedisClusterOptions(rawURL)
+		return Redis{Cluster: o}, err
+	}
+	o, err := RedisOptions(rawURL)
+	return Redis{Node: o}, err
+}
+
+// WithPoolSize returns r with its pool size set to n connections (per
+// node, for a cluster); 0 keeps go-redis's default.
+func (r Redis) WithPoolSize(n int) Redis {
+	if r.Node != nil {
+		o := *r.Node
+		o.PoolSize = n
+		r.Node = &o
+	}
+	if r.Cluster != nil {
+		o := *r.Cluster
+		o.PoolSize = n
+		r.Cluster = &o
+	}
+	return r
+}
+
+// NewClient builds a client of r's kind; it does not connect yet.
+func (r Redis) NewClient() redis.UniversalClient {
+	if r.Cluster != nil {
+		return redis.NewClusterClient(r.Cluster)
+	}
+	return redis.NewClient(r.Node)
+}
+
+// AsynqOpt is r for Asynq: a RedisClusterClientOpt in cluster mode.
+func (r Redis) AsynqOpt() asynq.RedisConnOpt {
+	if c := r.Cluster; c != nil {
+		return asynq.RedisClusterClientOpt{
+			Addrs: c.Addrs, MaxRedirects: c.MaxRedirects, Username: c.Username, Password: c.Password,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, TLSConfig: c.TLSConfig,
+		}
+	}
+	return AsynqRedisOpt(r.Node)
+}
+
+// RedisClusterOptions parses a Redis Cluster's seed nodes in go-redis's
+// cluster URL form, redis://[user:password@]host:port?addr=host2:port2&…
+// (rediss:// for TLS); one seed is enough, go-redis finds the rest. A
+// cluster has database 0 alone, so a URL naming another is refused rather
+// than quietly served from 0.
+func RedisClusterOptions(rawURL string) (*redis.ClusterOptions, error) {
+	u, err := checkRedisURL(rawURL, "redis://[user:password@]host:port?addr=host2:port2 or rediss://")
+	if err != nil {
+		return nil, err
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+		return nil, errors.New(escapeControl(fmt.Sprintf("redis url %s: a Redis Cluster has database 0 only, not %q: drop it from the URL",
+			Redact(rawURL), db)))
+	}
+	opt, err := redis.ParseClusterURL(rawURL)
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), rawURL, Redact(rawURL))
+		return nil, errors.New(escapeControl("redis url " + Redact(rawURL) + ": " + msg))
+	}
+	if opt.TLSConfig != nil && opt.TLSConfig.MinVersion == 0 {
+		opt.TLSConfig.MinVersion = tls.VersionTLS12
+	}
+	return opt, nil
+}
+
+// checkRedisURL is what both modes check before go-redis parses a URL.
+func checkRedisURL(rawURL, want string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return nil, fmt.Errorf("redis url %s: want %s", escapeControl(Redact(rawURL)), want)
+	}
+	// An '@' past the user info is a password with an unescaped '/', '?' or
+	// '#' that url.Parse cut short: go-redis would quote its tail as a DB
+	// number or an option. Print nothing of such a URL.
+	if strings.Contains(u.Opaque+u.EscapedPath()+u.RawQuery+u.EscapedFragment(), "@") {
+		return nil, errors.New("redis url (not shown) has an '@' after its user info: escape '/', '?', '#' and '@' in the password as %2F, %3F, %23 and %40")
+	}
+	return u, nil
 }
 
 // PostgresConfig parses a Postgres URL or key=value DSN for pgxpool. pgx

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hibiken/asynq"
 )
 
 func TestParseInterleaved(t *testing.T) {
@@ -79,5 +81,57 @@ func TestRedisOptionsTLS(t *testing.T) {
 	}
 	if _, err := RedisOptions("http://u:s3cret@h"); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("RedisOptions(http://…) error = %v, want an error without the password", err)
+	}
+}
+
+func TestParseRedisModes(t *testing.T) {
+	t.Parallel()
+	r, err := ParseRedis("rediss://u:p@n1.example:7000?addr=n2.example:7001&addr=n3.example:7002", true)
+	if err != nil || r.Node != nil || r.Cluster == nil {
+		t.Fatalf("ParseRedis(cluster URL, cluster) = %+v, %v; want cluster options", r, err)
+	}
+	if c := r.Cluster; !slices.Equal(c.Addrs, []string{"n1.example:7000", "n2.example:7001", "n3.example:7002"}) ||
+		c.Username != "u" || c.Password != "p" || c.TLSConfig == nil || c.TLSConfig.MinVersion == 0 {
+		t.Errorf("cluster options = %+v, want three seeds, user u, TLS 1.2+", c)
+	}
+	if a, ok := r.AsynqOpt().(asynq.RedisClusterClientOpt); !ok || !slices.Equal(a.Addrs, r.Cluster.Addrs) || a.Password != "p" {
+		t.Errorf("AsynqOpt() = %#v, want RedisClusterClientOpt with the same seeds and password", r.AsynqOpt())
+	}
+	if r, err := ParseRedis("redis://h:1/0", true); err != nil || r.Cluster == nil {
+		t.Errorf("ParseRedis(one seed /0, cluster) = %+v, %v; want cluster options", r, err)
+	}
+	if r, err := ParseRedis("redis://h:1/2", false); err != nil || r.Node == nil || r.Node.DB != 2 {
+		t.Errorf("ParseRedis(/2, single) = %+v, %v; want DB 2", r, err)
+	}
+	for _, c := range []struct {
+		url     string
+		cluster bool
+		want    string
+	}{
+		{"redis://u:s3cret@h:1/2", true, "database 0 only"},
+		{"redis://u:s3cret@h:1?addr=h2:2", false, "set --redis-cluster or REDIS_CLUSTER=true"},
+		{"redis://u:s3cret@h:1?addr=nope", true, "unable to parse addr"},
+		{"http://u:s3cret@h:1", true, "want redis://"},
+	} {
+		_, err := ParseRedis(c.url, c.cluster)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseRedis(%q, %v) = %v, want one line with %q and no password", c.url, c.cluster, err, c.want)
+		}
+	}
+}
+
+func TestRedisClusterEnv(t *testing.T) {
+	for _, c := range []struct {
+		env      string
+		want, ok bool
+	}{{"", false, true}, {"true", true, true}, {"false", false, true}, {"1", true, true}, {"yes", false, false}} {
+		t.Setenv("REDIS_CLUSTER", c.env)
+		t.Setenv("REDIS_URL", "redis://h:1/0")
+		var conn Conn
+		conn.Register(flag.NewFlagSet("t", flag.ContinueOnError))
+		err := conn.Validate()
+		if conn.RedisCluster != c.want || (err == nil) != c.ok {
+			t.Errorf("REDIS_CLUSTER=%q: RedisCluster %v, Validate %v; want %v, ok %v", c.env, conn.RedisCluster, err, c.want, c.ok)
+		}
 	}
 }

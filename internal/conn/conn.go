@@ -6,6 +6,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -30,21 +31,61 @@ func (slogPrintf) Printf(ctx context.Context, format string, v ...any) {
 	slog.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-// Redis opens a client on rawURL and pings it. A wrong password or an ACL
-// refusal comes back as a one-line error naming the redacted URL.
-func Redis(ctx context.Context, rawURL string) (*redis.Client, error) {
-	opt, err := config.RedisOptions(rawURL)
+// Redis opens a client on rawURL (a ClusterClient when cluster is set) and
+// pings it. A wrong password, an ACL refusal or the wrong mode for the
+// server comes back as a one-line error naming the redacted URL.
+func Redis(ctx context.Context, rawURL string, cluster bool) (redis.UniversalClient, error) {
+	r, err := config.ParseRedis(rawURL, cluster)
 	if err != nil {
 		return nil, err
 	}
-	c := redis.NewClient(opt)
+	return Open(ctx, rawURL, r)
+}
+
+// Open is Redis for options already parsed from rawURL (rawURL names the
+// server in errors).
+func Open(ctx context.Context, rawURL string, r config.Redis) (redis.UniversalClient, error) {
+	c := r.NewClient()
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
+	if err := check(ctx, c, r.Cluster != nil); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("redis at %s does not answer: %s", config.Redact(rawURL), oneLine(err))
+		return nil, fmt.Errorf("redis at %s %s", config.Redact(rawURL), err)
 	}
 	return c, nil
+}
+
+// check pings c and makes sure the server runs in the mode the client
+// does. A cluster node served as one Redis answers MOVED for the keys of
+// other nodes' slots and CROSSSLOT for an order over several slots; one
+// Redis served as a cluster has no slots to route by.
+func check(ctx context.Context, c redis.UniversalClient, cluster bool) error {
+	if err := c.Ping(ctx).Err(); err != nil {
+		if cluster && strings.Contains(err.Error(), "cluster support disabled") {
+			return errors.New("is not a Redis Cluster node (cluster support disabled): drop --redis-cluster / REDIS_CLUSTER")
+		}
+		return fmt.Errorf("does not answer: %s", oneLine(err))
+	}
+	if cluster {
+		return nil
+	}
+	info, err := c.Info(ctx, "cluster").Result()
+	if err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return errors.New("is a Redis Cluster node: set --redis-cluster or REDIS_CLUSTER=true, and name the nodes as redis://host:port?addr=host2:port2")
+	}
+	return nil
+}
+
+// ForEachMaster runs fn on every master of a cluster, or on the one server
+// of a single-node client, and joins the errors.
+func ForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(ctx context.Context, node *redis.Client) error) error {
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("redis client %T is neither one node nor a cluster", c)
 }
 
 // Postgres opens a pool on rawURL and pings it. tune, if not nil, may adjust

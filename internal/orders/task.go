@@ -23,8 +23,8 @@ const (
 type TaskOptions struct {
 	Retention time.Duration // default DefaultRetention
 	MaxRetry  int           // default DefaultMaxRetry
-	// Queue is the queue the task goes on; default Queue. Issue 12's queue
-	// shards name theirs here.
+	// Queue is the queue the task goes on; default Queue. With queue
+	// shards it is QueueFor's choice.
 	Queue string
 }
 

@@ -513,3 +513,46 @@ func TestClusterGroupingOnOneNode(t *testing.T) {
 		}
 	})
 }
+
+// TestShowEveryMaster: on a 3-master cluster, Show with no SKUs finds
+// every SKU on whichever master its slot lives, even when the set of SKUs
+// (one key, on one master) lost its members, as a failover of that master
+// can make it.
+func TestShowEveryMaster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl := testsvc.StartCluster(t, 3, 0)
+	cc := cl.Client()
+	t.Cleanup(func() { _ = cc.Close() })
+	g := stock.New(cc, stock.Config{})
+	var skus []string
+	masters := map[string]bool{}
+	for i := range 12 {
+		s := fmt.Sprintf("EM-%d", i)
+		stockSKU(t, g, s, int64(i+1))
+		skus = append(skus, s)
+		masters[cl.SlotOwner(t, stock.Slot(s))] = true
+	}
+	if len(masters) != 3 {
+		t.Fatalf("the SKUs live on %d masters, want all 3: pick other SKUs", len(masters))
+	}
+	// A hold key whose order id ends in ":avail" must not read as a SKU.
+	if err := cc.HSet(ctx, stock.HoldKey("EM-0", "o:avail"), "qty", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Del(ctx, stock.SKUsKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := g.Show(ctx)
+	if err != nil {
+		t.Fatalf("Show() = %v", err)
+	}
+	var got []string
+	for _, l := range ls {
+		got = append(got, l.SKU)
+	}
+	slices.Sort(skus)
+	if diff := cmp.Diff(skus, got); diff != "" {
+		t.Errorf("Show() SKUs mismatch (-want +got):\n%s", diff)
+	}
+}

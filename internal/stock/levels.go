@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,15 +65,21 @@ func (g *Gate) adjust(ctx context.Context, s *redis.Script, op, sku string, qty 
 	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
 }
 
-// Show returns the levels of skus, or of every registered SKU when none are
-// given, sorted by SKU. Each SKU's three counters are read in one MGET, so
-// they are consistent with each other.
+// Show returns the levels of skus, or of every SKU when none are given
+// (the registered ones and any with counters, ScanSKUs), sorted by SKU.
+// Each SKU's three counters are read in one MGET, so they are consistent
+// with each other.
 func (g *Gate) Show(ctx context.Context, skus ...string) ([]Levels, error) {
 	if len(skus) == 0 {
-		var err error
-		if skus, err = g.SKUs(ctx); err != nil {
+		reg, err := g.SKUs(ctx)
+		if err != nil {
 			return nil, err
 		}
+		found, err := g.ScanSKUs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		skus = slices.Compact(slices.Sorted(slices.Values(append(reg, found...))))
 	}
 	for _, s := range skus {
 		if err := CheckSKU(s); err != nil {
@@ -116,6 +124,42 @@ func (g *Gate) SKUs(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(skus)
 	return skus, nil
+}
+
+// ScanSKUs lists, sorted, every SKU whose available counter exists, by
+// SCAN on every master of a cluster (or the one server). It is for operator
+// commands, not a hot path: SKUsKey lives in one slot, and a failover of
+// its master can lose a member whose counters live on and sell on another.
+func (g *Gate) ScanSKUs(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	var out []string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, keyPrefix+"{*}:avail", 1000).Iterator()
+		for it.Next(ctx) {
+			// A hold key of an order id ending in ":avail" matches too; its
+			// "SKU" holds a brace, which no SKU may.
+			sku := strings.TrimSuffix(strings.TrimPrefix(it.Val(), keyPrefix+"{"), "}:avail")
+			if CheckSKU(sku) == nil {
+				mu.Lock()
+				out = append(out, sku)
+				mu.Unlock()
+			}
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := g.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		err = scan(ctx, c)
+	default:
+		err = fmt.Errorf("client %T is neither one node nor a cluster", c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan skus: %w", err)
+	}
+	return slices.Compact(slices.Sorted(slices.Values(out))), nil
 }
 
 // Hold is one order's hold on one SKU.

@@ -40,8 +40,9 @@ func meter() metric.Meter { return otel.Meter(ScopeName) }
 // label pool=name (so the stock client and Asynq's client can be told apart):
 // stockgate_redis_pool_connections{state="idle"|"used"}, _connections_max,
 // _pending_requests, and the counters _hits, _misses, _timeouts, _waits and
-// _wait_duration_seconds.
-func RegisterRedisPool(name string, c *redis.Client) error {
+// _wait_duration_seconds. For a cluster client the statistics are summed
+// over its nodes and _connections_max is the pool size of one node.
+func RegisterRedisPool(name string, c redis.UniversalClient) error {
 	_, err := registerRedisPool(meter(), name, c)
 	return err
 }
@@ -98,9 +99,21 @@ func RegisterHolds(open func(ctx context.Context) (int64, error)) error {
 	return err
 }
 
-func registerRedisPool(m metric.Meter, name string, c *redis.Client) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("redis pool metrics: nil client")
+func registerRedisPool(m metric.Meter, name string, c redis.UniversalClient) (metric.Registration, error) {
+	var size int64
+	switch c := c.(type) {
+	case *redis.Client:
+		if c == nil {
+			return nil, errors.New("redis pool metrics: nil client")
+		}
+		size = int64(c.Options().PoolSize)
+	case *redis.ClusterClient:
+		if c == nil {
+			return nil, errors.New("redis pool metrics: nil client")
+		}
+		size = int64(c.Options().PoolSize)
+	default:
+		return nil, fmt.Errorf("redis pool metrics: client %T", c)
 	}
 	var errs []error
 	gauge := func(n, unit, desc string) metric.Int64ObservableGauge {
@@ -129,7 +142,6 @@ func registerRedisPool(m metric.Meter, name string, c *redis.Client) (metric.Reg
 	pool := attribute.NewSet(PoolKey.String(name))
 	idle := attribute.NewSet(PoolKey.String(name), StateKey.String("idle"))
 	used := attribute.NewSet(PoolKey.String(name), StateKey.String("used"))
-	size := int64(c.Options().PoolSize)
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := c.PoolStats() // an in-memory snapshot: no I/O, no timeout needed
 		o.ObserveInt64(conns, int64(s.IdleConns), metric.WithAttributeSet(idle))

@@ -39,11 +39,14 @@ type SweeperConfig struct {
 	// archived without a last attempt (their lease kept expiring), so that
 	// those orders too end with a row.
 	Archive *asynq.Inspector
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Queues are the queues whose archived tasks Archive is asked for;
+	// default the one queue orders.Queue.
+	Queues []string
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
-// archivedPerSweep bounds the archived tasks one sweep reads.
+// archivedPerSweep bounds the archived tasks one sweep reads of each queue.
 const archivedPerSweep = 1000
 
 // Sweeper settles holds that outlived their deadline. Such a hold belongs to
@@ -65,6 +68,9 @@ type Sweeper struct {
 func NewSweeper(gate SweepGate, store Store, cfg SweeperConfig) (*Sweeper, error) {
 	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
 	cfg.Batch = cmp.Or(cfg.Batch, DefaultSweepBatch)
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = []string{orders.Queue}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -130,8 +136,10 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 	}
 	res.Orders = len(ids)
 	if s.cfg.Archive != nil {
-		if err := s.sweepArchived(ctx, &res); err != nil {
-			errs = append(errs, err)
+		for _, q := range s.cfg.Queues {
+			if err := s.sweepArchived(ctx, q, &res); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	span.SetAttributes(attribute.Int("holds.orders", res.Orders), attribute.Int("holds.expired", res.Expired),
@@ -173,15 +181,15 @@ func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res
 // tasks with no usable order id were archived on purpose and are left
 // alone, as are the tasks themselves: operators still see them in
 // /monitoring/.
-func (s *Sweeper) sweepArchived(ctx context.Context, res *SweepResult) error {
+func (s *Sweeper) sweepArchived(ctx context.Context, queue string, res *SweepResult) error {
 	var errs []error
 	for page := 1; page <= archivedPerSweep/100; page++ {
-		tasks, err := s.cfg.Archive.ListArchivedTasks(orders.Queue, asynq.Page(page), asynq.PageSize(100))
+		tasks, err := s.cfg.Archive.ListArchivedTasks(queue, asynq.Page(page), asynq.PageSize(100))
 		if err != nil {
 			if errors.Is(err, asynq.ErrQueueNotFound) {
 				return nil
 			}
-			return fmt.Errorf("list archived tasks: %w", err)
+			return fmt.Errorf("list archived tasks of %s: %w", queue, err)
 		}
 		for _, ti := range tasks {
 			if ti.Type != orders.TaskType {
