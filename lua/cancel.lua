@@ -8,8 +8,13 @@
 --
 -- Per SKU, by the state of the order's hold:
 --   committed  its units are in sold: sold -> available
---   held       confirmed in Postgres but never committed (the worker died
+--   held, under the row's token
+--              confirmed in Postgres but never committed (the worker died
 --              between the two): held -> available, as release.lua does
+--   held, under another token
+--              a later delivery's hold, taken after the sale's tombstone
+--              expired: it goes back (held -> available), and so do the
+--              units the sale sold (sold -> available)
 --   returned   already given back: nothing
 --   missing    its tombstone expired, or Redis lost it and a rebuild counted
 --              the order in sold from Postgres: sold -> available
@@ -20,28 +25,30 @@
 -- ARGV:
 --   [1] -> marker retention, milliseconds (>= 1)
 --   [2] -> order id
+--   [3] -> the row's hold token ("" for a row written before rows had one)
 --   then one quantity per SKU, in key order: the row's, a decimal integer >= 1
 -- Returns {returned, released, already}: units moved from sold, units moved
 -- from held, and SKUs given back before. {-2, i, 0} means bad arguments at
 -- SKU i (0 for the header): keys that are not one SKU's five with this
 -- order's hold key, a SKU twice, a quantity or retention that is not a
--- decimal integer >= 1, or a counter that is not an integer (logged).
+-- decimal integer >= 1, a counter that is not an integer, or a held hold
+-- whose qty is not (both logged).
 -- {-1, i, 0} means SKU i has no available counter (Redis lost it: fail
 -- closed until stockctl rebuild). {-4, i, s} means SKU i has only s sold,
 -- less than it would give back (a drifted counter; reconcile shows it).
 -- Nothing changed in any of these.
 
-local retention, order = uint(ARGV[1]), ARGV[2]
+local retention, order, token = uint(ARGV[1]), ARGV[2], ARGV[3]
 local n = math.floor(#KEYS / 5)
-if not retention or retention < 1 or not order or n < 1 or not sku_groups(order, 0, n) then
+if not retention or retention < 1 or not order or not token or n < 1 or not sku_groups(order, 0, n) then
   return {-2, 0, 0}
 end
 
 -- Every read and check happens before the first write: Redis has no rollback.
 -- The arguments first, so that a bad one is refused whatever the counters say.
-local from, qty = {}, {}
+local give, sell, qty = {}, {}, {}
 for i = 1, n do
-  qty[i] = uint(ARGV[2 + i])
+  qty[i] = uint(ARGV[3 + i])
   if not qty[i] or qty[i] < 1 then
     return {-2, i, 0}
   end
@@ -50,7 +57,7 @@ local already = 0
 for i = 1, n do
   local base = 5 * (i - 1)
   local q = qty[i]
-  local hold = redis.call("HMGET", KEYS[base + 4], "qty", "state")
+  local hold = redis.call("HMGET", KEYS[base + 4], "qty", "state", "tok")
   local raw_avail, raw_held, raw_sold = mget(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3])
   if not raw_avail then
     return {-1, i, 0}
@@ -60,42 +67,51 @@ for i = 1, n do
     redis.log(redis.LOG_WARNING, "stockgate cancel: non-integer counter for " .. KEYS[base + 4])
     return {-2, i, 0}
   end
-  if hold[2] == "returned" then
+  local state = hold[2]
+  if state == "returned" then
     already = already + 1
-  elseif hold[2] == "held" then
-    -- What the hold recorded, as release.lua gives back.
+  elseif state == "held" then
+    -- What the hold recorded goes back, as release.lua gives it back.
     local hq = uint(hold[1])
-    if hq and hq >= 1 then
-      check_deadlines(n, KEYS[base + 5], order)
-      from[i], qty[i] = 2, hq
-    else
+    if not hq or hq < 1 then
       redis.log(redis.LOG_WARNING, "stockgate cancel: corrupt hold " .. KEYS[base + 4])
+      return {-2, i, 0}
+    end
+    check_deadlines(n, KEYS[base + 5], order)
+    give[i] = hq
+    if (hold[3] or "") ~= token then
+      -- Not the sale's hold: the sale was committed and its tombstone is gone.
+      if sold < q then
+        return {-4, i, sold}
+      end
+      sell[i] = q
     end
   else
     -- Committed: the tombstone's qty is what was sold; missing: the row's.
-    if hold[2] == "committed" then
+    if state == "committed" then
       q = uint(hold[1]) or q
     end
     if sold < q then
       return {-4, i, sold}
     end
-    from[i], qty[i] = 3, q
+    sell[i] = q
   end
 end
 
 local returned, released = 0, 0
 for i = 1, n do
-  if from[i] then
-    local base = 5 * (i - 1)
-    if from[i] == 2 then
-      move_held(base, qty[i], 1, order)
-      released = released + qty[i]
-    else
-      redis.call("DECRBY", KEYS[base + 3], qty[i])
-      redis.call("INCRBY", KEYS[base + 1], qty[i])
-      returned = returned + qty[i]
-    end
-    redis.call("HSET", KEYS[base + 4], "qty", qty[i], "state", "returned")
+  local base = 5 * (i - 1)
+  if give[i] then
+    move_held(base, give[i], 1, order)
+    released = released + give[i]
+  end
+  if sell[i] then
+    redis.call("DECRBY", KEYS[base + 3], sell[i])
+    redis.call("INCRBY", KEYS[base + 1], sell[i])
+    returned = returned + sell[i]
+  end
+  if give[i] or sell[i] then
+    redis.call("HSET", KEYS[base + 4], "qty", sell[i] or give[i], "state", "returned")
     redis.call("PEXPIRE", KEYS[base + 4], retention)
   end
 end

@@ -132,7 +132,7 @@ func (f Flow) giveBack(ctx context.Context, row Record) error {
 	for i, l := range row.Lines {
 		lines[i] = stock.Line{SKU: l.SKU, Qty: l.Qty}
 	}
-	if _, err := f.Holds.Cancel(ctx, row.OrderID, lines); err != nil {
+	if _, err := f.Holds.Cancel(ctx, row.OrderID, row.HoldToken, lines); err != nil {
 		return err
 	}
 	if err := f.Ledger.RecordReturn(ctx, row.OrderID, lines); err != nil {

@@ -17,8 +17,9 @@ type Holds interface {
 	// Release gives back what the order's holds on skus recorded, once.
 	Release(ctx context.Context, orderID string, skus []string) (int64, error)
 	// Cancel gives back to available, once, what the order sold on lines
-	// (a cancellation after the sale); a hold never committed is released.
-	Cancel(ctx context.Context, orderID string, lines []stock.Line) (stock.CancelResult, error)
+	// (a cancellation after the sale); a hold under token, the row's, that
+	// was never committed is released instead.
+	Cancel(ctx context.Context, orderID, token string, lines []stock.Line) (stock.CancelResult, error)
 }
 
 // Rows is what the flow needs from the order store (*orderstore.Store).
@@ -112,6 +113,14 @@ func (f Flow) Settle(ctx context.Context, row Record, skus []string) (Settled, e
 			return s, err
 		}
 		s.Returned = rowSKUs
+		// Given back now or before: a hold of the row's SKUs still held
+		// was taken by a delivery after that (its marker had expired), and
+		// goes back too. Release touches held holds only.
+		if len(rowSKUs) > 0 {
+			if _, err := f.Holds.Release(ctx, row.OrderID, rowSKUs); err != nil {
+				return s, err
+			}
+		}
 		return s, nil
 	}
 	if row.Status != StatusConfirmed {

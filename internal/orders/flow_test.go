@@ -30,7 +30,7 @@ func (f *fakeHolds) Release(_ context.Context, id string, skus []string) (int64,
 	return 0, f.err
 }
 
-func (f *fakeHolds) Cancel(_ context.Context, id string, lines []stock.Line) (stock.CancelResult, error) {
+func (f *fakeHolds) Cancel(_ context.Context, id, _ string, lines []stock.Line) (stock.CancelResult, error) {
 	var ls []string
 	for _, l := range lines {
 		ls = append(ls, fmt.Sprintf("%s=%d", l.SKU, l.Qty))

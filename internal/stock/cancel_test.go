@@ -25,6 +25,7 @@ func TestCancel(t *testing.T) {
 		gate     *stock.Gate
 		rdb      *redis.Client
 		deadline time.Time
+		tok      string // o1's hold token, which its row records
 	}
 	// setup stocks A and B with 10 each and sells order o1 2 of A and 3 of
 	// B (reserved and committed).
@@ -38,6 +39,7 @@ func TestCancel(t *testing.T) {
 		if _, err := g.Commit(ctx, "o1", res.Token, []string{"A", "B"}); err != nil {
 			t.Fatalf("Commit(o1) = %v", err)
 		}
+		b.tok = res.Token
 		return b
 	}
 	lines := []stock.Line{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 3}}
@@ -46,7 +48,7 @@ func TestCancel(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		for i, want := range []stock.CancelResult{{Returned: 5}, {Already: 2}} {
-			got, err := b.gate.Cancel(ctx, "o1", lines)
+			got, err := b.gate.Cancel(ctx, "o1", b.tok, lines)
 			if err != nil || got != want {
 				t.Fatalf("Cancel(o1) #%d = %+v, %v; want %+v", i+1, got, err, want)
 			}
@@ -79,20 +81,40 @@ func TestCancel(t *testing.T) {
 		if err := b.rdb.Del(ctx, stock.HoldKey("A", "o1"), stock.HoldKey("B", "o1")).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := b.gate.Cancel(ctx, "o1", lines); err != nil || got != (stock.CancelResult{Returned: 5}) {
+		if got, err := b.gate.Cancel(ctx, "o1", b.tok, lines); err != nil || got != (stock.CancelResult{Returned: 5}) {
 			t.Fatalf("Cancel(o1) = %+v, %v; want 5 returned", got, err)
 		}
-		if got, err := b.gate.Cancel(ctx, "o1", lines); err != nil || got != (stock.CancelResult{Already: 2}) {
+		if got, err := b.gate.Cancel(ctx, "o1", b.tok, lines); err != nil || got != (stock.CancelResult{Already: 2}) {
 			t.Fatalf("Cancel(o1) again = %+v, %v; want nothing", got, err)
 		}
 		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 10, Stocked: true})
 	})
 
+	t.Run("LaterDeliverysHoldGoesBackWithTheSale", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// o1's tombstones expire and a late delivery of o1 holds again,
+		// under a new token.
+		if err := b.rdb.Del(ctx, stock.HoldKey("A", "o1"), stock.HoldKey("B", "o1")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustReserve(t, b.gate, "o1", lines, b.deadline); r.Outcome != stock.Reserved || r.Token == b.tok {
+			t.Fatalf("late Reserve(o1) = %+v, want a new hold under a new token", r)
+		}
+		got, err := b.gate.Cancel(ctx, "o1", b.tok, lines)
+		if err != nil || got != (stock.CancelResult{Returned: 5, Released: 5}) {
+			t.Fatalf("Cancel(o1) = %+v, %v; want 5 returned from sold and the late hold's 5 released", got, err)
+		}
+		wantLevels(t, b.gate, stock.Levels{SKU: "A", Available: 10, Stocked: true})
+		wantLevels(t, b.gate, stock.Levels{SKU: "B", Available: 10, Stocked: true})
+		holdsAddUp(t, b.rdb, "A")
+	})
+
 	t.Run("HoldNeverCommittedIsReleased", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		mustReserve(t, b.gate, "o2", []stock.Line{{SKU: "A", Qty: 4}}, b.deadline)
-		got, err := b.gate.Cancel(ctx, "o2", []stock.Line{{SKU: "A", Qty: 4}})
+		r2 := mustReserve(t, b.gate, "o2", []stock.Line{{SKU: "A", Qty: 4}}, b.deadline)
+		got, err := b.gate.Cancel(ctx, "o2", r2.Token, []stock.Line{{SKU: "A", Qty: 4}})
 		if err != nil || got != (stock.CancelResult{Released: 4}) {
 			t.Fatalf("Cancel(o2) = %+v, %v; want 4 released from held", got, err)
 		}
@@ -111,7 +133,7 @@ func TestCancel(t *testing.T) {
 		b := setup(t)
 		before := snapshot(t, b.rdb)
 		// o9 never sold anything; A has 2 sold (o1's), B 3, so 5 of B is too many.
-		_, err := b.gate.Cancel(ctx, "o9", []stock.Line{{SKU: "A", Qty: 1}, {SKU: "B", Qty: 5}})
+		_, err := b.gate.Cancel(ctx, "o9", "t9", []stock.Line{{SKU: "A", Qty: 1}, {SKU: "B", Qty: 5}})
 		if !errors.Is(err, stock.ErrInvalid) {
 			t.Fatalf("Cancel(o9, B=5) = %v, want ErrInvalid", err)
 		}
@@ -127,7 +149,7 @@ func TestCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := snapshot(t, b.rdb)
-		_, err := b.gate.Cancel(ctx, "o1", lines)
+		_, err := b.gate.Cancel(ctx, "o1", b.tok, lines)
 		var ns *stock.NotStockedError
 		if !errors.As(err, &ns) || ns.SKU != "B" {
 			t.Fatalf("Cancel(o1) with B's counters lost = %v, want *NotStockedError for B", err)
@@ -147,7 +169,7 @@ func TestCancel(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				var err error
-				if results[i], err = b.gate.Cancel(ctx, "o1", lines); err != nil {
+				if results[i], err = b.gate.Cancel(ctx, "o1", b.tok, lines); err != nil {
 					t.Errorf("Cancel #%d = %v", i, err)
 				}
 			})
@@ -179,7 +201,7 @@ func TestCancel(t *testing.T) {
 				}
 			})
 			wg.Go(func() {
-				if _, err := g.Cancel(ctx, id, []stock.Line{{SKU: "A", Qty: 1}}); err != nil {
+				if _, err := g.Cancel(ctx, id, res.Token, []stock.Line{{SKU: "A", Qty: 1}}); err != nil {
 					t.Errorf("Cancel(%s) = %v", id, err)
 				}
 			})
@@ -195,11 +217,11 @@ func TestCancel(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		for _, ls := range [][]stock.Line{nil, {{SKU: "A", Qty: 0}}, {{SKU: "{A}", Qty: 1}}, {{SKU: "A", Qty: 1}, {SKU: "A", Qty: 1}}} {
-			if _, err := b.gate.Cancel(ctx, "o1", ls); !errors.Is(err, stock.ErrInvalid) {
+			if _, err := b.gate.Cancel(ctx, "o1", b.tok, ls); !errors.Is(err, stock.ErrInvalid) {
 				t.Errorf("Cancel(o1, %v) = %v, want ErrInvalid", ls, err)
 			}
 		}
-		if _, err := b.gate.Cancel(ctx, "", lines); !errors.Is(err, stock.ErrInvalid) {
+		if _, err := b.gate.Cancel(ctx, "", b.tok, lines); !errors.Is(err, stock.ErrInvalid) {
 			t.Errorf("Cancel(\"\") = %v, want ErrInvalid", err)
 		}
 	})

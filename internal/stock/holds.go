@@ -429,8 +429,10 @@ type CancelResult struct {
 // confirmed order cancelled after its sale (cancel.lua). The quantities are
 // the order's row's, since the hold's tombstone may be gone; the hold,
 // rewritten "returned" and kept for the gate's retention window, makes a
-// second Cancel change nothing. A hold still held (the row was confirmed,
-// the commit had not run) is released instead. After the retention window
+// second Cancel change nothing. A hold still held under token, the row's
+// (the row was confirmed, the commit had not run), is released instead; one
+// under another token was a later delivery's, and goes back besides the
+// units the sale sold. After the retention window
 // only the caller can tell a done Cancel from a new one: the order's row
 // records it (docs/design.md, "Checkout").
 //
@@ -438,7 +440,7 @@ type CancelResult struct {
 // changed; retry after stockctl rebuild), ErrInvalid for bad arguments or a
 // sold counter below what would go back (nothing changed), or a Redis
 // error, after which a retry finds out what was done.
-func (g *Gate) Cancel(ctx context.Context, orderID string, lines []Line) (CancelResult, error) {
+func (g *Gate) Cancel(ctx context.Context, orderID, token string, lines []Line) (CancelResult, error) {
 	var out CancelResult
 	if err := checkOrderID(orderID); err != nil {
 		return out, err
@@ -448,7 +450,7 @@ func (g *Gate) Cancel(ctx context.Context, orderID string, lines []Line) (Cancel
 	}
 	for _, grp := range g.groups(lines) {
 		skus := make([]string, len(grp))
-		args := []any{strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), orderID}
+		args := []any{strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), orderID, token}
 		for i, l := range grp {
 			skus[i] = l.SKU
 			args = append(args, strconv.FormatInt(l.Qty, 10))

@@ -62,7 +62,7 @@ func (b *pipeBundle) handler(t *testing.T, cfg HandlerConfig) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Limiter: ratelimit.New(b.rdb)}, cfg)
+	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Ledger: b.catalog, Limiter: ratelimit.New(b.rdb)}, cfg)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}

@@ -209,7 +209,7 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 		gone:      map[[2]string]bool{},
 	}
 	var err error
-	r.sweeper, err = NewSweeper(env.gate, env.store, SweeperConfig{Now: r.clock.Now, Logger: env.log})
+	r.sweeper, err = NewSweeper(env.gate, env.store, SweeperConfig{Now: r.clock.Now, Ledger: env.catalog, Logger: env.log})
 	if err != nil {
 		rt.Fatalf("NewSweeper: %v", err)
 	}
@@ -319,7 +319,7 @@ func (r *propRun) handler(failAt string, last bool) (*Handler, error) {
 			return err
 		}
 	}
-	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Limiter: ratelimit.New(r.env.rdb)}, cfg)
+	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Ledger: r.env.catalog, Limiter: ratelimit.New(r.env.rdb)}, cfg)
 }
 
 // deliver runs one delivery and says what was wrong with its result, if

@@ -107,10 +107,10 @@ func (t tracedHolds) Release(ctx context.Context, orderID string, skus []string)
 
 // Cancel is an order.return span: a cancellation after the sale's units
 // going back to available.
-func (t tracedHolds) Cancel(ctx context.Context, orderID string, lines []stock.Line) (stock.CancelResult, error) {
+func (t tracedHolds) Cancel(ctx context.Context, orderID, token string, lines []stock.Line) (stock.CancelResult, error) {
 	ctx, span := t.tr.Start(ctx, "order.return", trace.WithAttributes(attribute.String("order.id", orderID)))
 	defer span.End()
-	res, err := t.holds.Cancel(ctx, orderID, lines)
+	res, err := t.holds.Cancel(ctx, orderID, token, lines)
 	endSpan(span, err)
 	if err != nil {
 		return res, err
