@@ -278,7 +278,8 @@ func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) er
 	// lives in Redis at least as long as its deadline in Postgres, so that
 	// the sweeper never gives back a hold whose checkout may still confirm
 	// (docs/design.md, "Checkout").
-	now := h.cfg.Now()
+	// Redis keeps deadlines in milliseconds: the same instant in both.
+	now := h.cfg.Now().Truncate(time.Millisecond)
 	hold := o.HoldDuration()
 	res, err := h.reserve(ctx, o, now.Add(max(hold, h.cfg.HoldTTL)))
 	if err != nil {

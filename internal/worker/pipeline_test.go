@@ -86,6 +86,10 @@ func (b *pipeBundle) startWorker(t *testing.T, h asynq.Handler, concurrency int)
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(orders.TaskType, h)
+	if hh, ok := h.(*Handler); ok {
+		mux.HandleFunc(orders.ConfirmTaskType, hh.ProcessAction)
+		mux.HandleFunc(orders.CancelTaskType, hh.ProcessAction)
+	}
 	if err := srv.Start(mux); err != nil {
 		t.Fatalf("asynq Start: %v", err)
 	}
