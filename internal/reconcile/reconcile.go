@@ -16,13 +16,13 @@ import (
 
 // Row is one SKU's comparison between Redis and Postgres.
 type Row struct {
-	SKU       string   `json:"sku"`
-	Stocked   int64    `json:"stocked"`   // catalogue total in Postgres
-	Total     int64    `json:"total"`     // available + held + sold in Redis
-	Available int64    `json:"available"` // Redis
-	Held      int64    `json:"held"`      // Redis
-	Sold      int64    `json:"sold"`      // Redis
-	Confirmed int64    `json:"confirmed"` // sum of confirmed quantities in Postgres
+	SKU       string `json:"sku"`
+	Stocked   int64  `json:"stocked"`   // catalogue total in Postgres
+	Total     int64  `json:"total"`     // available + held + sold in Redis
+	Available int64  `json:"available"` // Redis
+	Held      int64  `json:"held"`      // Redis
+	Sold      int64  `json:"sold"`      // Redis
+	Confirmed int64  `json:"confirmed"` // sum of confirmed quantities in Postgres
 	// Checkout is the sum of held orders' quantities in Postgres: the units
 	// held for checkouts in progress, which Redis holds on a quiet system.
 	Checkout int64 `json:"checkout"`
