@@ -19,8 +19,8 @@ import (
 // checkoutFigures is a checkout scenario's outcome, printed as one line.
 type checkoutFigures struct {
 	Orders, Held, Confirmed, Cancelled, Rejected, Other int
-	Lost, Oversold, Leaked                             int64
-	Seconds                                            float64
+	Lost, Oversold, Leaked                              int64
+	Seconds                                             float64
 }
 
 func (f checkoutFigures) String() string {
