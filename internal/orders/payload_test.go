@@ -379,6 +379,11 @@ func TestEncodeDecodeProperty(t *testing.T) {
 			ts := time.Unix(rapid.Int64Range(0, 1<<35).Draw(t, "unix"), rapid.Int64Range(0, 999999999).Draw(t, "nanos"))
 			o.PlacedAt = &ts
 		}
+		if rapid.Bool().Draw(t, "held") {
+			// Any spelling Go writes or reads: "90s" and "1m30s" are one hold.
+			d := time.Duration(rapid.Int64Range(int64(MinHold), int64(MaxHoldLimit)).Draw(t, "hold"))
+			o.Hold = rapid.SampledFrom([]string{d.String(), fmt.Sprintf("%ds", int64(d/time.Second)), fmt.Sprintf("%dms", d.Milliseconds())}).Draw(t, "spelling")
+		}
 		b, err := Encode(o)
 		if err != nil {
 			t.Fatalf("Encode(%+v) = %v, want nil", o, err)
