@@ -34,6 +34,9 @@ const (
 	// DefaultPollInterval is how often Wait's shared poller reads the rows
 	// of every order some Wait is waiting for.
 	DefaultPollInterval = 100 * time.Millisecond
+	// DefaultMaxHold is the workers' default --max-hold: the longest
+	// checkout hold an order may ask for.
+	DefaultMaxHold = orders.DefaultMaxHold
 )
 
 // Config configures a Client. Only DatabaseURL has no default, and only
@@ -63,6 +66,10 @@ type Config struct {
 	// queue orders-K, K = FNV-1a-32(order id) mod N. Default 1, the queue
 	// orders.
 	QueueShards int
+
+	// MaxHold is the longest checkout hold Submit lets through, the
+	// workers' --max-hold. Default DefaultMaxHold.
+	MaxHold time.Duration
 }
 
 func (c *Config) validate() error {
@@ -75,12 +82,15 @@ func (c *Config) validate() error {
 		return fmt.Errorf("stockgate config: PollInterval %v must be at least 1ms", c.PollInterval)
 	case c.QueueShards != 0 && orders.CheckQueueShards(c.QueueShards) != nil:
 		return fmt.Errorf("stockgate config: QueueShards: %w", orders.CheckQueueShards(c.QueueShards))
+	case c.MaxHold != 0 && (c.MaxHold < orders.MinHold || c.MaxHold > orders.MaxHoldLimit):
+		return fmt.Errorf("stockgate config: MaxHold %v must be from %v to %v", c.MaxHold, orders.MinHold, orders.MaxHoldLimit)
 	}
 	c.RedisURL = cmp.Or(c.RedisURL, DefaultRedisURL)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	c.MaxRetry = cmp.Or(c.MaxRetry, DefaultMaxRetry)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	c.QueueShards = cmp.Or(c.QueueShards, orders.DefaultQueueShards)
+	c.MaxHold = cmp.Or(c.MaxHold, DefaultMaxHold)
 	return nil
 }
 
@@ -173,6 +183,9 @@ func (c *Client) Submit(ctx context.Context, o Order) error {
 		return err
 	}
 	t, err := orders.NewTask(ctx, io, orders.TaskOptions{Retention: c.cfg.Retention, MaxRetry: c.cfg.MaxRetry, Queue: queue})
+	if err == nil {
+		err = io.CheckHold(c.cfg.MaxHold)
+	}
 	if err != nil {
 		return fail(publicError(err))
 	}
@@ -262,9 +275,10 @@ func (c *Client) row(ctx context.Context, orderID string) (Status, bool, error) 
 	return statusOfRecord(rec), true, nil
 }
 
-// Wait returns the order's status once it is decided. When ctx ends first
-// it returns the pending status and ctx's error; an order never submitted
-// is ErrNotFound at once.
+// Wait returns the order's status once it is decided, or held for
+// checkout (StateHeld: Confirm or Cancel it next). When ctx ends first it
+// returns the pending status and ctx's error; an order never submitted is
+// ErrNotFound at once.
 //
 // Waits are cheap: every Wait of a client shares one poller, which reads the
 // rows of all the orders being waited for in one query per PollInterval,
@@ -274,7 +288,7 @@ func (c *Client) Wait(ctx context.Context, orderID string) (Status, error) {
 	if err != nil || st.Decided() {
 		return st, err
 	}
-	rec, err := c.waits.wait(ctx, orderID)
+	rec, err := c.waits.wait(ctx, orderID, nil)
 	if err != nil {
 		return st, err
 	}

@@ -23,6 +23,12 @@ var ErrConflict = errors.New("order id already submitted with a different order"
 // was never stocked (Client.Stock).
 var ErrNotFound = errors.New("not found")
 
+// ErrTooLate means a Confirm or Cancel can no longer move the order: the
+// state returned beside it is what stands (a checkout that expired or was
+// cancelled before its confirm; an order rejected, failed or expired, which
+// sold nothing to cancel). errors.Is matches it; nothing changed.
+var ErrTooLate = errors.New("too late")
+
 // ErrNoDatabase is returned by Status and Wait on a client made without
 // Config.DatabaseURL.
 var ErrNoDatabase = errors.New("stockgate client has no DatabaseURL: Status and Wait read the order rows in Postgres")

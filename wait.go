@@ -19,15 +19,15 @@ const pollChunk = 5000
 const pollTimeout = 5 * time.Second
 
 // poller is Wait's shared reader: one goroutine per client that, each tick,
-// asks Postgres once for the rows of every order some Wait is waiting for,
-// however many Waits there are, and hands each row to its waiters. An idle
-// poller makes no query.
+// asks Postgres once for the rows of every order some Wait (or Confirm or
+// Cancel) is waiting for, however many there are, and hands each row to
+// the waiters it ends. An idle poller makes no query.
 type poller struct {
 	rows     func(ctx context.Context, ids []string) (map[string]orders.Record, error)
 	interval time.Duration
 
 	mu      sync.Mutex
-	waiters map[string][]chan orders.Record
+	waiters map[string][]waiter
 	closed  bool
 
 	kick chan struct{} // a first waiter wakes an idle poller
@@ -37,10 +37,17 @@ type poller struct {
 	queries atomic.Int64 // poll queries made, for the tests' cost checks
 }
 
+// waiter is one wait: it ends with the first row read that until accepts
+// (any row when until is nil).
+type waiter struct {
+	ch    chan orders.Record
+	until func(orders.Record) bool
+}
+
 func startPoller(rows func(context.Context, []string) (map[string]orders.Record, error), interval time.Duration) *poller {
 	p := &poller{
 		rows: rows, interval: interval,
-		waiters: map[string][]chan orders.Record{},
+		waiters: map[string][]waiter{},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -49,15 +56,16 @@ func startPoller(rows func(context.Context, []string) (map[string]orders.Record,
 	return p
 }
 
-// wait blocks until orderID's row is read, ctx ends, or the poller closes.
-func (p *poller) wait(ctx context.Context, orderID string) (orders.Record, error) {
+// wait blocks until orderID's row is read and until accepts it (any row
+// when until is nil), ctx ends, or the poller closes.
+func (p *poller) wait(ctx context.Context, orderID string, until func(orders.Record) bool) (orders.Record, error) {
 	ch := make(chan orders.Record, 1)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return orders.Record{}, ErrClosed
 	}
-	p.waiters[orderID] = append(p.waiters[orderID], ch)
+	p.waiters[orderID] = append(p.waiters[orderID], waiter{ch: ch, until: until})
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
@@ -77,7 +85,7 @@ func (p *poller) wait(ctx context.Context, orderID string) (orders.Record, error
 func (p *poller) forget(orderID string, ch chan orders.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	left := slices.DeleteFunc(p.waiters[orderID], func(c chan orders.Record) bool { return c == ch })
+	left := slices.DeleteFunc(p.waiters[orderID], func(w waiter) bool { return w.ch == ch })
 	if len(left) == 0 {
 		delete(p.waiters, orderID)
 		return
@@ -142,10 +150,19 @@ func (p *poller) poll() {
 		}
 		p.mu.Lock()
 		for id, rec := range found {
-			for _, ch := range p.waiters[id] {
-				ch <- rec // buffered, and each channel is sent to once
+			left := p.waiters[id][:0]
+			for _, w := range p.waiters[id] {
+				if w.until != nil && !w.until(rec) {
+					left = append(left, w)
+					continue
+				}
+				w.ch <- rec // buffered, and each channel is sent to once
 			}
-			delete(p.waiters, id)
+			if len(left) == 0 {
+				delete(p.waiters, id)
+			} else {
+				p.waiters[id] = left
+			}
 		}
 		p.mu.Unlock()
 	}

@@ -29,6 +29,8 @@ var (
 	rateLimit string
 	//go:embed rebuild.lua
 	rebuild string
+	//go:embed cancel.lua
+	cancel string
 )
 
 // The scripts as Redis runs them. A new script is one more .lua file with
@@ -48,4 +50,7 @@ var (
 	RateLimit = prelude + rateLimit
 	// Rebuild restores a SKU's counters from Postgres after Redis lost them.
 	Rebuild = prelude + rebuild
+	// Cancel gives a confirmed order's units back to available, once: a
+	// cancellation after the sale.
+	Cancel = prelude + cancel
 )

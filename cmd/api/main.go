@@ -50,6 +50,7 @@ type Config struct {
 	RateLimit       float64
 	RateBurst       int
 	PollInterval    time.Duration
+	MaxHold         time.Duration
 	ShutdownTimeout time.Duration
 	QueueShards     int
 	LogLevel        string
@@ -57,8 +58,10 @@ type Config struct {
 
 const usage = `api serves stockgate's storefront HTTP API.
 
-  POST /v1/orders             place an order (the order:place payload)
-  GET  /v1/orders/{id}        its state; ?wait=10s holds until it is decided
+  POST /v1/orders             place an order (the order:place payload; "hold" for a checkout)
+  GET  /v1/orders/{id}        its state; ?wait=10s holds until it is decided (or held)
+  POST /v1/orders/{id}/confirm  confirm a checkout: its held units are sold
+  POST /v1/orders/{id}/cancel   cancel a checkout, or a sale after it; {"reason": "..."} optional
   GET  /v1/stock/{sku}        available, held, sold
   GET  /v1/openapi.yaml       the OpenAPI 3.1 description
   /healthz /readyz /metrics
@@ -94,6 +97,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.RateBurst, "rate-burst", envInt("API_RATE_BURST", 0), "burst above --rate-limit (default: one second's worth) [API_RATE_BURST]")
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("API_POLL_INTERVAL", stockgate.DefaultPollInterval),
 		"how often the shared poller reads the rows of the orders long-polls wait for [API_POLL_INTERVAL]")
+	fs.DurationVar(&c.MaxHold, "max-hold", envDur("MAX_HOLD", stockgate.DefaultMaxHold),
+		"the longest checkout hold an order may ask for, the workers' --max-hold: longer is refused with 400 [MAX_HOLD]")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDur("SHUTDOWN_TIMEOUT", 10*time.Second),
 		"on SIGTERM, how long requests in flight may finish; long-polls answer at once [SHUTDOWN_TIMEOUT]")
 	config.RegisterQueueShards(fs, &env, &c.QueueShards)
@@ -131,6 +136,8 @@ func (c Config) validate() error {
 		return errors.New("--shutdown-timeout must be positive")
 	case orders.CheckQueueShards(c.QueueShards) != nil:
 		return fmt.Errorf("--queue-shards %d must be 1..%d", c.QueueShards, orders.MaxQueueShards)
+	case c.MaxHold < time.Second || c.MaxHold > 24*time.Hour:
+		return fmt.Errorf("--max-hold %v must be from 1s to 24h", c.MaxHold)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -161,7 +168,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	client, err := stockgate.NewClient(ctx, stockgate.Config{
 		RedisURL: cfg.Conn.RedisURL, RedisCluster: cfg.Conn.RedisCluster, DatabaseURL: cfg.Conn.DatabaseURL,
-		PollInterval: cfg.PollInterval, QueueShards: cfg.QueueShards,
+		PollInterval: cfg.PollInterval, QueueShards: cfg.QueueShards, MaxHold: cfg.MaxHold,
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ type parsed struct {
 	Order stockgate.Order
 	Path  string
 	Sale  saleFlags
+	Move  moveFlags
 }
 
 var word = regexp.MustCompile(`^[a-z][a-z-]*$`)
@@ -57,17 +58,17 @@ func parseLine(args []string) parsed {
 		switch p.Cmd {
 		case "order":
 			// placeOrder validates with a new id when --id is not given.
-			p.Order.OrderID, p.Order.CustomerID, p.Order.Lines, err = parseOrder(rest, &stderr)
+			p.Order, err = parseOrder(rest, &stderr)
 			if err == nil {
 				if p.Order.OrderID == "" {
 					p.Order.OrderID = "o-fuzz"
 				}
-				if verr := p.Order.Validate(); verr != nil {
-					err = fmt.Errorf("%w: %v", config.ErrUsage, verr)
-				}
+				err = checkOrder(p.Order, p.Client.MaxHold)
 			}
 		case "file":
 			p.Path, err = parseFile(rest, &stderr)
+		case "confirm", "cancel":
+			p.Move, err = parseMove(p.Cmd, rest, &stderr)
 		case "flash-sale":
 			err = parseSale(rest, &stderr, &p.Sale)
 		case "help":
@@ -124,6 +125,9 @@ func FuzzEnqueueArgs(f *testing.F) {
 		f.Add(env, configtest.Line("flash-sale", "--sku", a, "--buyers", "3", "--concurrency", a, "--run", a))
 		f.Add(env, configtest.Line("--max-retry", a, "--retention", a, "file"))
 		f.Add(env, configtest.Line("--redis-url", a, a))
+		f.Add(env, configtest.Line("order", "--hold", a, "--customer", "c-1", "SKU-1=1"))
+		f.Add(env, configtest.Line("cancel", a, "--reason", a))
+		f.Add(env, configtest.Line("confirm", "o-1", "--timeout", a))
 		f.Add(configtest.Line("REDIS_URL="+a, "DATABASE_URL="+a), configtest.Line("-h"))
 	}
 	for _, args := range [][]string{
@@ -143,8 +147,8 @@ func FuzzEnqueueArgs(f *testing.F) {
 		args := configtest.Args(argv)
 		configtest.SetEnv(t, envKeys, vals)
 		p := parseLine(args)
-		if again := parseLine(args); !cmp.Equal(p, again, cmp.AllowUnexported(saleFlags{})) {
-			t.Fatalf("parseLine(%q) differs the second time (-first +second):\n%s", args, cmp.Diff(p, again, cmp.AllowUnexported(saleFlags{})))
+		if again := parseLine(args); !cmp.Equal(p, again, cmp.AllowUnexported(saleFlags{}, moveFlags{})) {
+			t.Fatalf("parseLine(%q) differs the second time (-first +second):\n%s", args, cmp.Diff(p, again, cmp.AllowUnexported(saleFlags{}, moveFlags{})))
 		}
 		configtest.CheckCommandLine(t, configtest.Command{
 			Name: "enqueue", EnvKeys: envKeys,
@@ -173,6 +177,9 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 		if err := stock.CheckLines(in.Normalize().StockLines()); err != nil {
 			t.Fatalf("enqueue %q accepted %+v, which the stock gate refuses: %v", args, o, err)
 		}
+		if o.Hold < 0 || o.Hold > 0 && o.Hold < orders.MinHold || o.Hold > p.Client.MaxHold {
+			t.Fatalf("enqueue %q accepted hold %v", args, o.Hold)
+		}
 		if !slices.Contains(args, o.CustomerID) && !slices.Contains(args, "--customer="+o.CustomerID) && !slices.Contains(args, "-customer="+o.CustomerID) {
 			t.Fatalf("enqueue %q accepted customer %q, not from the arguments", args, o.CustomerID)
 		}
@@ -187,6 +194,14 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 	case "file":
 		if !slices.Contains(args, p.Path) {
 			t.Fatalf("enqueue %q accepted path %q, not from the arguments", args, p.Path)
+		}
+	case "confirm", "cancel":
+		m := p.Move
+		if !slices.Contains(args, m.id) || orders.CheckID(m.id) != nil || m.timeout <= 0 {
+			t.Fatalf("enqueue %q accepted %+v", args, m)
+		}
+		if err := (orders.Action{OrderID: m.id, Reason: m.reason}).Validate(); err != nil {
+			t.Fatalf("enqueue %q accepted %+v, which a worker refuses: %v", args, m, err)
 		}
 	case "flash-sale":
 		s := p.Sale

@@ -30,7 +30,10 @@ const usage = `enqueue places orders on stockgate's order queue: "orders", or wi
 order id.
 
 Usage:
-  enqueue [flags] order [--id ID] --customer C SKU=QTY [SKU=QTY…]
+  enqueue [flags] order [--id ID] [--hold D] --customer C SKU=QTY [SKU=QTY…]
+  enqueue [flags] confirm ID          confirm a checkout (an order placed with --hold) once paid
+  enqueue [flags] cancel ID [--reason R]
+                                      cancel a checkout, or an order after its sale
   enqueue [flags] file PATH|-        one JSON order per line (NDJSON); - reads stdin
   enqueue [flags] flash-sale --sku SKU --buyers N [--qty Q] [--concurrency C] [--wait] [--json]
 
@@ -90,8 +93,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cmdFn = placeFile
 	case "flash-sale":
 		cmdFn = flashSale
+	case "confirm", "cancel":
+		cmdFn = func(ctx context.Context, e *env, args []string) error { return moveOrder(ctx, e, cmd, args) }
 	default:
-		fmt.Fprintf(stderr, "enqueue: unknown command %q (want order, file or flash-sale; see enqueue -h)\n", cmd)
+		fmt.Fprintf(stderr, "enqueue: unknown command %q (want order, confirm, cancel, file or flash-sale; see enqueue -h)\n", cmd)
 		return 2
 	}
 	e.clientConfig = ccfg
@@ -130,6 +135,8 @@ func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *stockgate.Config, en
 		"how long a finished task is kept; a re-enqueue of the same order id is refused meanwhile")
 	fs.IntVar(&ccfg.MaxRetry, "max-retry", stockgate.DefaultMaxRetry, "retries for infrastructure errors before an order is recorded failed")
 	config.RegisterQueueShards(fs, env, &ccfg.QueueShards)
+	fs.DurationVar(&ccfg.MaxHold, "max-hold", env.Duration("MAX_HOLD", stockgate.DefaultMaxHold),
+		"the longest --hold an order may ask for, the workers' --max-hold [MAX_HOLD]")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -142,6 +149,8 @@ func globalFlags(stderr io.Writer, conn *config.Conn, ccfg *stockgate.Config, en
 // not (only flash-sale --wait reads Postgres).
 func validate(c config.Conn, ccfg stockgate.Config) error {
 	switch {
+	case ccfg.MaxHold < orders.MinHold || ccfg.MaxHold > orders.MaxHoldLimit:
+		return fmt.Errorf("--max-hold %v must be from %v to %v", ccfg.MaxHold, orders.MinHold, orders.MaxHoldLimit)
 	case ccfg.Retention < 0:
 		return fmt.Errorf("--retention %v must be >= 0", ccfg.Retention)
 	case ccfg.MaxRetry < 0:
@@ -195,36 +204,38 @@ func ParseLines(args []string) ([]stockgate.Line, error) {
 
 // parseOrder reads order's flags and lines, before anything connects; the
 // order is validated once it has its id.
-func parseOrder(args []string, stderr io.Writer) (id, customer string, lines []stockgate.Line, err error) {
-	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] --customer C SKU=QTY [SKU=QTY…]", stderr, args, func(fs *flag.FlagSet) {
-		fs.StringVar(&id, "id", "", "order id (default: a new unique id)")
-		fs.StringVar(&customer, "customer", "", "customer id (required)")
+func parseOrder(args []string, stderr io.Writer) (o stockgate.Order, err error) {
+	pos, err := config.Subcommand("enqueue", "order", "order [--id ID] [--hold D] --customer C SKU=QTY [SKU=QTY…]", stderr, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&o.OrderID, "id", "", "order id (default: a new unique id)")
+		fs.StringVar(&o.CustomerID, "customer", "", "customer id (required)")
+		fs.DurationVar(&o.Hold, "hold", 0, "a checkout: hold the units this long (such as 10m) until enqueue confirm or cancel; "+
+			"0 confirms at once")
 	})
 	if err != nil {
-		return "", "", nil, err
+		return stockgate.Order{}, err
 	}
-	if customer == "" {
-		return "", "", nil, fmt.Errorf("%w: --customer is required", config.ErrUsage)
+	if o.CustomerID == "" {
+		return stockgate.Order{}, fmt.Errorf("%w: --customer is required", config.ErrUsage)
 	}
-	lines, err = ParseLines(pos)
-	if err != nil {
-		return "", "", nil, err
+	if o.Lines, err = ParseLines(pos); err != nil {
+		return stockgate.Order{}, err
 	}
-	return id, customer, lines, nil
+	return o, nil
 }
 
 func placeOrder(ctx context.Context, e *env, args []string) error {
-	id, customer, lines, err := parseOrder(args, e.stderr)
+	o, err := parseOrder(args, e.stderr)
 	if err != nil {
 		return err
 	}
-	if id == "" {
-		id = newID("o-")
+	if o.OrderID == "" {
+		o.OrderID = newID("o-")
 	}
+	id := o.OrderID
 	now := time.Now().UTC()
-	o := stockgate.Order{OrderID: id, CustomerID: customer, Lines: lines, PlacedAt: &now}
-	if err := o.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+	o.PlacedAt = &now
+	if err := checkOrder(o, e.clientConfig.MaxHold); err != nil {
+		return err
 	}
 	if err := e.connect(ctx); err != nil {
 		return err
@@ -232,7 +243,23 @@ func placeOrder(ctx context.Context, e *env, args []string) error {
 	if err := e.client.Submit(ctx, o); err != nil {
 		return err
 	}
+	if o.Hold > 0 {
+		fmt.Fprintf(e.stdout, "enqueued order %s, held for %v once reserved: enqueue confirm %s, or cancel %s\n", id, o.Hold, id, id)
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "enqueued order %s\n", id)
+	return nil
+}
+
+// checkOrder is what Submit would refuse, as a usage error before anything
+// connects: the payload's rules, and a hold over --max-hold.
+func checkOrder(o stockgate.Order, maxHold time.Duration) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", config.ErrUsage, err)
+	}
+	if o.Hold > maxHold {
+		return fmt.Errorf("%w: --hold %v is over --max-hold %v", config.ErrUsage, o.Hold, maxHold)
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ Usage:
   stockctl [flags] migrate             apply pending database migrations
   stockctl [flags] set SKU QTY         make exactly QTY units of SKU available now
   stockctl [flags] add SKU QTY         restock SKU by QTY units
-  stockctl [flags] show [--json] [SKU…] show available, held and sold per SKU
+  stockctl [flags] show [--json] [SKU…] show available, held (checkouts included) and sold per SKU
   stockctl [flags] reconcile           compare Redis with Postgres; exit 1 on drift
   stockctl [flags] rebuild [--fence D] [--dry-run]
                                        restore counters Redis lost from Postgres,
@@ -256,9 +256,11 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 }
 
 // reconcile compares, per SKU, Redis's counters with Postgres: the stocked
-// total with the catalogue, and sold with the confirmed quantities. It is
-// meant for a quiet system: orders in flight show up as held units and,
-// between their row and their commit, as sold drift.
+// total with the catalogue, held with the checkouts in progress (held
+// orders), and sold with the confirmed quantities (an order cancelled after
+// its sale is not confirmed any more). It is meant for a quiet system:
+// orders in flight show up as held units and, between their row and their
+// commit (or give-back), as sold drift.
 func parseReconcile(args []string, stderr io.Writer) (asJSON bool, err error) {
 	pos, err := config.Subcommand("stockctl", "reconcile", "reconcile [--json]", stderr, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the comparison as a JSON array")
@@ -296,13 +298,14 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 		return drift, enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SKU\tSTOCKED(pg)\tTOTAL(redis)\tAVAILABLE\tHELD\tSOLD\tCONFIRMED(pg)\tSTATUS")
+	fmt.Fprintln(tw, "SKU\tSTOCKED(pg)\tTOTAL(redis)\tAVAILABLE\tHELD\tSOLD\tCONFIRMED(pg)\tCHECKOUT(pg)\tRETURNED(pg)\tSTATUS")
 	for _, r := range rows {
 		status := "ok"
 		if len(r.Drift) > 0 {
 			status = "DRIFT: " + strings.Join(r.Drift, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.SKU, r.Stocked, r.Total, r.Available, r.Held, r.Sold, r.Confirmed, status)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.SKU, r.Stocked, r.Total, r.Available, r.Held, r.Sold, r.Confirmed,
+			r.Checkout, r.Returned, status)
 	}
 	if err := tw.Flush(); err != nil {
 		return drift, err

@@ -60,6 +60,7 @@ type Config struct {
 	ShutdownTimeout    time.Duration
 	HoldTTL            time.Duration
 	HandlerTimeout     time.Duration
+	MaxHold            time.Duration
 	SweepInterval      time.Duration
 	RateLimit          int
 	RateWindow         time.Duration
@@ -74,7 +75,8 @@ const usage = `worker serves stockgate's order queues: "orders", or with
 --queue-shards N every one of "orders-0" … "orders-N-1".
 
 It applies pending migrations (under an advisory lock, so several workers may
-start at once), then processes order:place tasks, sweeps expired holds and
+start at once), then processes order:place, order:confirm and order:cancel
+tasks, sweeps expired holds and checkouts and
 serves /healthz, /readyz, /metrics and /monitoring/ on the admin address,
 until SIGINT or SIGTERM, when it stops taking tasks and drains.
 
@@ -114,6 +116,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		"how long an undecided reservation lives before the sweeper expires it [HOLD_TTL]")
 	fs.DurationVar(&c.HandlerTimeout, "handler-timeout", envDur("HANDLER_TIMEOUT", 30*time.Second),
 		"time limit for one processing attempt [HANDLER_TIMEOUT]")
+	fs.DurationVar(&c.MaxHold, "max-hold", envDur("MAX_HOLD", orders.DefaultMaxHold),
+		"the longest checkout hold an order may ask for (its \"hold\"); one asking for more is rejected [MAX_HOLD]")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", envDur("SWEEP_INTERVAL", 10*time.Second),
 		"how often the hold sweeper runs [SWEEP_INTERVAL]")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("RATE_LIMIT", 0), "orders one customer may place per --rate-window; 0 is off [RATE_LIMIT]")
@@ -152,6 +156,8 @@ func (c Config) validate() error {
 		return errors.New("--handler-timeout must be positive")
 	case c.HoldTTL/2 < c.HandlerTimeout: // HoldTTL < 2*HandlerTimeout, which could overflow
 		return fmt.Errorf("--hold-ttl %v must be at least twice --handler-timeout %v, or the sweeper could expire orders still in progress", c.HoldTTL, c.HandlerTimeout)
+	case c.MaxHold < orders.MinHold || c.MaxHold > orders.MaxHoldLimit:
+		return fmt.Errorf("--max-hold %v must be from %v to %v", c.MaxHold, orders.MinHold, orders.MaxHoldLimit)
 	case c.SweepInterval <= 0:
 		return errors.New("--sweep-interval must be positive")
 	case c.RateLimit < 0:
@@ -183,7 +189,7 @@ func (c Config) logAttrs() []any {
 		"redis_url", config.Redact(c.Conn.RedisURL), "redis_cluster", c.Conn.RedisCluster,
 		"database_url", config.Redact(c.Conn.DatabaseURL),
 		"concurrency", c.Concurrency, "dequeue_loops", c.DequeueLoops, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
-		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(),
+		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(), "max_hold", c.MaxHold.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
 		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),
 		"queue_shards", c.QueueShards,

@@ -89,9 +89,10 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 	gate := stock.New(rdb, stock.Config{})
 	store := orderstore.New(pool)
-	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: catalog.New(pool), Limiter: ratelimit.New(rdb)},
+	cat := catalog.New(pool)
+	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: cat, Ledger: cat, Limiter: ratelimit.New(rdb)},
 		worker.HandlerConfig{
-			HoldTTL: cfg.HoldTTL, HandlerTimeout: cfg.HandlerTimeout,
+			HoldTTL: cfg.HoldTTL, HandlerTimeout: cfg.HandlerTimeout, MaxHold: cfg.MaxHold,
 			RateLimit: cfg.RateLimit, RateWindow: cfg.RateWindow, Logger: log,
 		})
 	if err != nil {
@@ -107,7 +108,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
 	queues := consumedQueues(inspector, cfg.QueueShards, log)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Logger: log})
+		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Ledger: cat, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -141,6 +142,8 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	mux := asynq.NewServeMux()
 	mux.Use(telemetry.AsynqMiddleware())
 	mux.Handle(orders.TaskType, handler)
+	mux.HandleFunc(orders.ConfirmTaskType, handler.ProcessAction)
+	mux.HandleFunc(orders.CancelTaskType, handler.ProcessAction)
 	srv, err := worker.StartServers(qrdb, worker.ServerConfig{
 		Concurrency:     cfg.Concurrency,
 		DequeueLoops:    cfg.DequeueLoops,

@@ -95,3 +95,31 @@ func (c *Catalog) Products(ctx context.Context) (map[string]int64, error) {
 	}
 	return out, nil
 }
+
+// RecordReturn records, as op cancel in stock_movements, the units of each
+// of orderID's lines that a cancellation after the sale gave back to
+// available, with the SKU's stocked total (which a return leaves as it is).
+// At most once per order and SKU: a second call records nothing, so the
+// flow may run it again after a crash (docs/design.md, "Checkout").
+func (c *Catalog) RecordReturn(ctx context.Context, orderID string, lines []stock.Line) error {
+	skus := make([]string, len(lines))
+	qtys := make([]int64, len(lines))
+	for i, l := range lines {
+		if err := stock.CheckSKU(l.SKU); err != nil {
+			return fmt.Errorf("record return of %s: %w", orderID, err)
+		}
+		if l.Qty < 1 {
+			return fmt.Errorf("record return of %s: qty %d of %s must be >= 1", orderID, l.Qty, l.SKU)
+		}
+		skus[i], qtys[i] = l.SKU, l.Qty
+	}
+	_, err := c.pool.Exec(ctx, `
+		INSERT INTO stock_movements (sku, op, qty, stocked, order_id)
+		SELECT u.sku, 'cancel', u.qty, coalesce(p.stocked, 0), $1
+		FROM unnest($2::text[], $3::bigint[]) AS u (sku, qty) LEFT JOIN products p ON p.sku = u.sku
+		ON CONFLICT (order_id, sku) WHERE op = 'cancel' DO NOTHING`, orderID, skus, qtys)
+	if err != nil {
+		return fmt.Errorf("record return of %s: %w", orderID, err)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 // Package failpoint lets the chaos suite crash or stall a worker at a named
 // step of the order flow (after_reserve, after_persist, before_commit,
-// before_ack). Production binaries carry none of it: the real
+// before_ack, and after_transition, between a checkout row's move and its
+// holds following it). Production binaries carry none of it: the real
 // implementation is compiled only with the build tag "failpoints", and
 // without it Inject is an empty function the compiler removes.
 //

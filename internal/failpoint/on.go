@@ -29,7 +29,7 @@ type point struct {
 
 // Steps are the names Inject is called with; arming any other name is a
 // typo that would inject nothing.
-var Steps = []string{"after_reserve", "after_persist", "before_commit", "before_ack"}
+var Steps = []string{"after_reserve", "after_persist", "before_commit", "before_ack", "after_transition"}
 
 var (
 	once   sync.Once

@@ -27,6 +27,8 @@ const (
 	DefaultMaxHeaderBytes    = 16 << 10
 	// MaxWait is the longest ?wait= a request may ask for.
 	MaxWait = 30 * time.Second
+	// DefaultMoveWait is how long a confirm or a cancel waits for its move.
+	DefaultMoveWait = 10 * time.Second
 )
 
 // ErrPublicWithoutKeys is what New says about a non-loopback address with
@@ -38,6 +40,8 @@ type Orders interface {
 	Submit(ctx context.Context, o stockgate.Order) error
 	Status(ctx context.Context, orderID string) (stockgate.Status, error)
 	Wait(ctx context.Context, orderID string) (stockgate.Status, error)
+	Confirm(ctx context.Context, orderID string) (stockgate.Status, error)
+	Cancel(ctx context.Context, orderID, reason string) (stockgate.Status, error)
 	Stock(ctx context.Context, sku string) (stockgate.Stock, error)
 	Ping(ctx context.Context) error
 }
@@ -60,6 +64,10 @@ type Config struct {
 	// when zero.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	MaxHeaderBytes                                            int
+	// MoveWait is how long a confirm or a cancel waits for a worker to move
+	// the order before answering 202; DefaultMoveWait when zero, at most
+	// MaxWait.
+	MoveWait time.Duration
 	// Metrics serves /metrics; without it /metrics is 404.
 	Metrics http.Handler
 	// Logger gets one line per failed request and the server's errors;
@@ -83,7 +91,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("api rate burst %d must be >= 0", c.RateBurst)
 	case c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.MaxHeaderBytes < 0:
 		return errors.New("api timeouts and header limit must not be negative")
+	case c.MoveWait < 0 || c.MoveWait > MaxWait:
+		return fmt.Errorf("api move wait %v must be from 0 to %v", c.MoveWait, MaxWait)
 	}
+	c.MoveWait = cmp.Or(c.MoveWait, DefaultMoveWait)
 	c.RateBurst = cmp.Or(c.RateBurst, max(1, int(c.RateLimit)))
 	c.ReadHeaderTimeout = cmp.Or(c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)

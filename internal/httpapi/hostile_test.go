@@ -156,6 +156,8 @@ func TestAuth(t *testing.T) {
 	authed := []struct{ method, path, body string }{
 		{"POST", "/v1/orders", orderJSON("au-1", 1)},
 		{"GET", "/v1/orders/au-1", ""},
+		{"POST", "/v1/orders/au-1/confirm", ""},
+		{"POST", "/v1/orders/au-1/cancel", ""},
 		{"GET", "/v1/stock/SKU-1", ""},
 		{"GET", "/metrics", ""},
 	}
@@ -207,6 +209,8 @@ func TestUnavailable(t *testing.T) {
 	for _, rt := range []struct{ method, path, body string }{
 		{"POST", "/v1/orders", orderJSON("un-1", 1)},
 		{"GET", "/v1/orders/un-1", ""},
+		{"POST", "/v1/orders/un-1/confirm", ""},
+		{"POST", "/v1/orders/un-1/cancel", ""},
 		{"GET", "/v1/stock/SKU-1", ""},
 		{"GET", "/readyz", ""},
 	} {

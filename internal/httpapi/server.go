@@ -61,6 +61,8 @@ func New(o Orders, cfg Config) (*Server, error) {
 	// below rather than the mux's plain-text one.
 	mux.HandleFunc("/v1/orders", s.route(http.MethodPost, true, s.postOrder))
 	mux.HandleFunc("/v1/orders/{id}", s.route(http.MethodGet, true, s.getOrder))
+	mux.HandleFunc("/v1/orders/{id}/confirm", s.route(http.MethodPost, true, s.confirmOrder))
+	mux.HandleFunc("/v1/orders/{id}/cancel", s.route(http.MethodPost, true, s.cancelOrder))
 	mux.HandleFunc("/v1/stock/{sku}", s.route(http.MethodGet, true, s.getStock))
 	mux.HandleFunc("/v1/openapi.yaml", s.route(http.MethodGet, false, s.openAPI))
 	mux.HandleFunc("/healthz", s.route(http.MethodGet, false, s.healthz))
@@ -246,6 +248,10 @@ func routeOf(p string) string {
 	switch {
 	case p == "/v1/orders", p == "/v1/openapi.yaml", p == "/healthz", p == "/readyz", p == "/metrics":
 		return p
+	case strings.HasPrefix(p, "/v1/orders/") && strings.HasSuffix(p, "/confirm"):
+		return "/v1/orders/{id}/confirm"
+	case strings.HasPrefix(p, "/v1/orders/") && strings.HasSuffix(p, "/cancel"):
+		return "/v1/orders/{id}/cancel"
 	case strings.HasPrefix(p, "/v1/orders/"):
 		return "/v1/orders/{id}"
 	case strings.HasPrefix(p, "/v1/stock/"):

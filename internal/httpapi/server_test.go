@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate"
@@ -52,6 +53,8 @@ type testBundle struct {
 	store  *orderstore.Store
 	gate   *stock.Gate
 	insp   *asynq.Inspector
+	rdb    *redis.Client
+	pool   *pgxpool.Pool
 	redis  *testsvc.Redis // set when the test asked for a server of its own
 	logs   *syncBuffer
 }
@@ -76,7 +79,7 @@ func setup(t *testing.T, cfg Config, opts setupOpts) *testBundle {
 		redisURL = r.URL(db)
 	}
 	dbURL, pool := testdb.NewURL(t)
-	b.store = orderstore.New(pool)
+	b.store, b.pool = orderstore.New(pool), pool
 	var err error
 	b.client, err = stockgate.NewClient(ctx, stockgate.Config{RedisURL: redisURL, DatabaseURL: dbURL, PollInterval: 10 * time.Millisecond})
 	if err != nil {
@@ -89,7 +92,7 @@ func setup(t *testing.T, cfg Config, opts setupOpts) *testBundle {
 	}
 	rc := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rc.Close() })
-	b.gate = stock.New(rc, stock.Config{})
+	b.gate, b.rdb = stock.New(rc, stock.Config{}), rc
 	b.insp = asynq.NewInspectorFromRedisClient(rc)
 
 	cfg.Addr = "127.0.0.1:0"

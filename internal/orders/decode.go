@@ -124,8 +124,8 @@ func read(dec *jsontext.Decoder, what string) error {
 	return &refusal{what: what, end: dec.InputOffset()}
 }
 
-// unmarshalString reads order_id, customer_id and sku, the payload's only
-// strings. Their charsets and lengths are Validate's.
+// unmarshalString reads order_id, customer_id, sku and hold, the order
+// payload's strings. Their charsets, lengths and forms are Validate's.
 func unmarshalString(dec *jsontext.Decoder, s *string) error {
 	if dec.PeekKind() != '"' {
 		return mismatch(dec, "must be a string")

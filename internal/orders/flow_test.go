@@ -3,9 +3,11 @@ package orders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -28,10 +30,57 @@ func (f *fakeHolds) Release(_ context.Context, id string, skus []string) (int64,
 	return 0, f.err
 }
 
-// fakeRows is one order's row: Decide inserts only when none stands.
+func (f *fakeHolds) Cancel(_ context.Context, id, _ string, lines []stock.Line) (stock.CancelResult, error) {
+	var ls []string
+	for _, l := range lines {
+		ls = append(ls, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+	}
+	f.calls = append(f.calls, "cancel "+id+" "+strings.Join(ls, ","))
+	return stock.CancelResult{}, f.err
+}
+
+// fakeLedger records the returns it is given, as "return o-1 A=1".
+type fakeLedger struct{ h *fakeHolds }
+
+func (f fakeLedger) RecordReturn(_ context.Context, id string, lines []stock.Line) error {
+	var ls []string
+	for _, l := range lines {
+		ls = append(ls, fmt.Sprintf("%s=%d", l.SKU, l.Qty))
+	}
+	f.h.calls = append(f.h.calls, "record "+id+" "+strings.Join(ls, ","))
+	return nil
+}
+
+// fakeRows is one order's row: Decide inserts only when none stands, and
+// Transition moves it as the store's guarded update would.
 type fakeRows struct {
 	row *Record
 	err error
+}
+
+func (f *fakeRows) Transition(_ context.Context, t Transition) (Record, bool, error) {
+	switch {
+	case f.err != nil:
+		return Record{}, false, f.err
+	case f.row == nil:
+		return Record{}, false, ErrNotFound
+	}
+	r := f.row
+	due := r.HoldUntil != nil && !r.HoldUntil.After(t.At)
+	if r.Status != t.From || t.Deadline == BeforeDeadline && due || t.Deadline == AfterDeadline && !due {
+		return *r, false, nil
+	}
+	at := t.At
+	r.PreviousStatus, r.Status, r.Reason, r.Detail, r.ChangedAt = r.Status, t.To, t.Reason, t.Detail, &at
+	return *r, true, nil
+}
+
+func (f *fakeRows) MarkReturned(context.Context, string) error {
+	if f.row != nil && f.row.ReturnedAt == nil {
+		now := time.Now()
+		f.row.ReturnedAt = &now
+	}
+	return nil
 }
 
 func (f *fakeRows) Decide(_ context.Context, rec Record) (Record, bool, error) {

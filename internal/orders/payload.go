@@ -42,6 +42,20 @@ const (
 	maxReason = 180
 )
 
+// Checkout holds (docs/design.md, "Checkout").
+const (
+	// DefaultMaxHold is the longest hold a worker takes unless its
+	// --max-hold says otherwise; CheckHold applies a worker's maximum.
+	DefaultMaxHold = 30 * time.Minute
+	// MaxHoldLimit is the longest hold any payload may ask for, whatever
+	// the workers' maximum: Validate refuses more.
+	MaxHoldLimit = 24 * time.Hour
+	// MinHold is the shortest hold: less cannot be paid for.
+	MinHold = time.Second
+	// maxHoldLen bounds the hold text ("10m", "1h30m").
+	maxHoldLen = 32
+)
+
 // Line is one SKU and quantity of an order.
 type Line struct {
 	SKU string `json:"sku"`
@@ -54,6 +68,49 @@ type Order struct {
 	CustomerID string     `json:"customer_id"`
 	Lines      []Line     `json:"lines"`
 	PlacedAt   *time.Time `json:"placed_at,omitempty"`
+	// Hold, when set, asks for a checkout hold of this long: a Go duration
+	// such as "10m", from MinHold to MaxHoldLimit (and at most the workers'
+	// maximum, CheckHold). A successful reserve then records the order held
+	// instead of confirmed, until an order:confirm or order:cancel, or its
+	// deadline. "" is an order as before: confirmed on reserve.
+	Hold string `json:"hold,omitempty"`
+}
+
+// HoldDuration is Hold as a duration; 0 without a hold (or for a hold that
+// Validate refuses).
+func (o Order) HoldDuration() time.Duration {
+	d, _ := parseHold(o.Hold)
+	return d
+}
+
+// parseHold reads a hold; "" is no hold.
+func parseHold(s string) (time.Duration, string) {
+	if s == "" {
+		return 0, ""
+	}
+	if len(s) > maxHoldLen {
+		return 0, fmt.Sprintf("hold must be at most %d characters, got %d", maxHoldLen, utf8.RuneCountInString(s))
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Sprintf(`hold must be a duration such as "10m", got %s`, quote(s))
+	case d < MinHold:
+		return 0, fmt.Sprintf("hold must be at least %v, got %s", MinHold, quote(s))
+	case d > MaxHoldLimit:
+		return 0, fmt.Sprintf("hold must be at most %v, got %s", MaxHoldLimit, quote(s))
+	}
+	return d, ""
+}
+
+// CheckHold refuses an order whose hold is longer than max, a worker's (or
+// a client's) --max-hold, with the reason a worker records. A valid order
+// without a hold always passes.
+func (o Order) CheckHold(max time.Duration) error {
+	if d := o.HoldDuration(); d > max {
+		return invalid(o.OrderID, fmt.Sprintf("hold %v is over the maximum of %v", d, max))
+	}
+	return nil
 }
 
 // ErrInvalid matches every *InvalidError with errors.Is.
@@ -138,6 +195,9 @@ func (o Order) Validate() error {
 			return refuse(fmt.Sprintf("placed_at year %d is outside 0000-9999", y))
 		}
 	}
+	if _, r := parseHold(o.Hold); r != "" {
+		return refuse(r)
+	}
 	return nil
 }
 
@@ -153,6 +213,10 @@ func (o Order) Normalize() Order {
 	if o.PlacedAt != nil {
 		t := *o.PlacedAt
 		o.PlacedAt = &t
+	}
+	// One spelling per hold, so that "600s" and "10m" are the same order.
+	if d, r := parseHold(o.Hold); r == "" && d > 0 {
+		o.Hold = d.String()
 	}
 	return o
 }
@@ -187,7 +251,7 @@ func addSat(a, b int64) int64 {
 }
 
 // Hash is a stable hex SHA-256 of what the order asks for: customer, lines
-// merged and sorted by SKU, and placed_at in UTC. Two payloads with the same
+// merged and sorted by SKU, placed_at in UTC, and the hold if any. Two payloads with the same
 // order_id and different hashes are different orders: the first one stands.
 // Line order does not count, so a storefront that reorders lines on a
 // resend is not in conflict with itself.
@@ -207,6 +271,12 @@ func (o Order) Hash() string {
 	}
 	if o.PlacedAt != nil {
 		buf = o.PlacedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	}
+	// Only with a hold, so that every order without one keeps the hash its
+	// row was written with. A held order is another order than a sale.
+	if d := o.HoldDuration(); d > 0 {
+		buf = append(buf, "\nhold="...)
+		buf = append(buf, d.String()...)
 	}
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:])

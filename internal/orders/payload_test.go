@@ -2,6 +2,7 @@ package orders
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -378,6 +379,11 @@ func TestEncodeDecodeProperty(t *testing.T) {
 			ts := time.Unix(rapid.Int64Range(0, 1<<35).Draw(t, "unix"), rapid.Int64Range(0, 999999999).Draw(t, "nanos"))
 			o.PlacedAt = &ts
 		}
+		if rapid.Bool().Draw(t, "held") {
+			// Any spelling Go writes or reads: "90s" and "1m30s" are one hold.
+			d := time.Duration(rapid.Int64Range(int64(MinHold), int64(MaxHoldLimit)).Draw(t, "hold"))
+			o.Hold = rapid.SampledFrom([]string{d.String(), fmt.Sprintf("%ds", int64(d/time.Second)), fmt.Sprintf("%dms", d.Milliseconds())}).Draw(t, "spelling")
+		}
 		b, err := Encode(o)
 		if err != nil {
 			t.Fatalf("Encode(%+v) = %v, want nil", o, err)
@@ -472,5 +478,108 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestDecodeHostileActions(t *testing.T) {
+	t.Parallel()
+	names := map[string]bool{}
+	for _, c := range ordertest.HostileActions {
+		if names[c.Name] {
+			t.Errorf("catalogue name %q appears twice", c.Name)
+		}
+		names[c.Name] = true
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			a, err := DecodeAction(c.Payload)
+			var inv *InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("DecodeAction(%s) = %+v, %v; want an *InvalidError", c.Name, a, err)
+			}
+			if !strings.HasPrefix(inv.Reason, c.Reason) {
+				t.Errorf("DecodeAction(%s) reason = %q, want it to start with %q", c.Name, inv.Reason, c.Reason)
+			}
+			if msg := err.Error(); strings.ContainsAny(msg, "\n\r") || len(msg) > maxErrorLen || !isPrintable(msg) {
+				t.Errorf("DecodeAction(%s).Error() = %q, want one printable line of at most %d bytes", c.Name, msg, maxErrorLen)
+			}
+		})
+	}
+}
+
+func TestDecodeAction(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		payload string
+		want    Action
+	}{
+		{`{"order_id":"o-1"}`, Action{OrderID: "o-1"}},
+		{`{"order_id":"o-1","reason":""}`, Action{OrderID: "o-1"}},
+		{` {"reason":"payment failed: card declined","order_id":"o:1"} `, Action{OrderID: "o:1", Reason: "payment failed: card declined"}},
+		{`{"order_id":"o-1","reason":"` + strings.Repeat("é", 200) + `"}`, Action{OrderID: "o-1", Reason: strings.Repeat("é", 200)}},
+	} {
+		got, err := DecodeAction([]byte(tt.payload))
+		if err != nil || got != tt.want {
+			t.Errorf("DecodeAction(%s) = %+v, %v; want %+v", tt.payload, got, err, tt.want)
+		}
+	}
+}
+
+func TestActionTaskID(t *testing.T) {
+	t.Parallel()
+	if got := ActionTaskID(ConfirmTaskType, "o-1"); got != "confirm@o-1" {
+		t.Errorf("ActionTaskID(confirm, o-1) = %q", got)
+	}
+	if got := ActionTaskID(CancelTaskType, "confirm:o-1"); got != "cancel@confirm:o-1" {
+		t.Errorf("ActionTaskID(cancel, confirm:o-1) = %q", got)
+	}
+	// No order id can be a checkout task's id: '@' is outside the charset.
+	if CheckID(ActionTaskID(ConfirmTaskType, "o-1")) == nil {
+		t.Error("a confirm TaskID is a valid order id: it could collide with an order:place TaskID")
+	}
+	task, err := NewActionTask(context.Background(), CancelTaskType, Action{OrderID: "o-1", Reason: "r"}, TaskOptions{})
+	if err != nil {
+		t.Fatalf("NewActionTask: %v", err)
+	}
+	if a, err := DecodeAction(task.Payload()); err != nil || a != (Action{OrderID: "o-1", Reason: "r"}) {
+		t.Errorf("DecodeAction(NewActionTask payload) = %+v, %v", a, err)
+	}
+	if _, err := NewActionTask(context.Background(), CancelTaskType, Action{OrderID: "o 1"}, TaskOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("NewActionTask(bad id) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestHold(t *testing.T) {
+	t.Parallel()
+	o, err := Decode([]byte(`{"order_id":"o-1","customer_id":"c-1","lines":[{"sku":"A","qty":1}],"hold":"600s"}`))
+	if err != nil {
+		t.Fatalf("Decode(hold 600s) = %v", err)
+	}
+	if o.Hold != "10m0s" || o.HoldDuration() != 10*time.Minute {
+		t.Errorf("Decode(hold 600s).Hold = %q (%v), want 10m0s", o.Hold, o.HoldDuration())
+	}
+	plain := o
+	plain.Hold = ""
+	if o.Hash() == plain.Hash() {
+		t.Error("an order with a hold hashes as the same order without one")
+	}
+	tenMin := o
+	tenMin.Hold = "10m"
+	if o.Hash() != tenMin.Hash() {
+		t.Error("hold 600s and 10m hash differently")
+	}
+	if err := o.CheckHold(30 * time.Minute); err != nil {
+		t.Errorf("CheckHold(30m) of a 10m hold = %v", err)
+	}
+	err = o.CheckHold(5 * time.Minute)
+	var inv *InvalidError
+	if !errors.As(err, &inv) || inv.OrderID != "o-1" || inv.Error() != "invalid: hold 10m0s is over the maximum of 5m0s" {
+		t.Errorf("CheckHold(5m) of a 10m hold = %v, want invalid: hold 10m0s is over the maximum of 5m0s", err)
+	}
+	if err := plain.CheckHold(time.Second); err != nil {
+		t.Errorf("CheckHold of an order without a hold = %v", err)
+	}
+	b, err := Encode(o)
+	if err != nil || !strings.Contains(string(b), `"hold":"10m0s"`) {
+		t.Errorf("Encode(held order) = %s, %v", b, err)
 	}
 }

@@ -17,11 +17,12 @@ import (
 // their unique-index locks in the same order and cannot deadlock.
 const decideManySQL = `
 WITH input AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[])
-		AS t (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[],
+		$13::timestamptz[])
+		AS t (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token, hold_until)
 ), o AS (
-	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
-	SELECT order_id, NULLIF(customer_id, ''), status, reason, detail, placed_at, coalesce(decided_at, now()), payload_hash, hold_token
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token, hold_until)
+	SELECT order_id, NULLIF(customer_id, ''), status, reason, detail, placed_at, coalesce(decided_at, now()), payload_hash, hold_token, hold_until
 	FROM input ORDER BY order_id
 	ON CONFLICT (order_id) DO NOTHING
 	RETURNING ` + recordColumns + `
@@ -57,13 +58,13 @@ func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided 
 
 	n := len(order)
 	ids, customers, statuses, reasons, details, hashes, tokens := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	placed, decidedAt := make([]*time.Time, n), make([]*time.Time, n)
+	placed, decidedAt, holdUntil := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 	var lineIDs, lineSKUs []string
 	var lineQtys []int64
 	for j, i := range order {
 		r := recs[i]
 		ids[j], customers[j], statuses[j], reasons[j], details[j], hashes[j], tokens[j] = r.OrderID, r.CustomerID, string(r.Status), r.Reason, r.Detail, r.PayloadHash, r.HoldToken
-		placed[j] = r.PlacedAt
+		placed[j], holdUntil[j] = r.PlacedAt, r.HoldUntil
 		if !r.DecidedAt.IsZero() {
 			decidedAt[j] = &r.DecidedAt
 		}
@@ -74,7 +75,7 @@ func (s *Store) decideMany(ctx context.Context, recs []orders.Record) []decided 
 
 	inserted := map[string]orders.Record{}
 	rows, err := s.pool.Query(ctx, decideManySQL, ids, customers, statuses, reasons, details, placed, decidedAt, hashes, tokens,
-		lineIDs, lineSKUs, lineQtys)
+		lineIDs, lineSKUs, lineQtys, holdUntil)
 	if err == nil {
 		for rows.Next() {
 			rec, serr := scanRecord(rows, nil, nil)

@@ -71,7 +71,8 @@ func New(pool *pgxpool.Pool) *Store {
 	return s
 }
 
-const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash, hold_token`
+const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, detail, placed_at, decided_at, payload_hash, hold_token,
+	hold_until, previous_status, changed_at, returned_at`
 
 // decideSQL inserts the row and its lines in one statement, so it is
 // atomic without a transaction and costs one round trip on the hot path:
@@ -80,8 +81,8 @@ const recordColumns = `order_id, coalesce(customer_id, ''), status, reason, deta
 // returns no row.
 const decideSQL = `
 WITH o AS (
-	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token)
-	VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, coalesce($7, now()), $8, $9)
+	INSERT INTO orders (order_id, customer_id, status, reason, detail, placed_at, decided_at, payload_hash, hold_token, hold_until)
+	VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, coalesce($7, now()), $8, $9, $12)
 	ON CONFLICT (order_id) DO NOTHING
 	RETURNING ` + recordColumns + `
 ), l AS (
@@ -125,7 +126,7 @@ func (s *Store) decideOne(ctx context.Context, rec orders.Record) (stands orders
 	}
 	row := s.pool.QueryRow(ctx, decideSQL,
 		rec.OrderID, rec.CustomerID, string(rec.Status), rec.Reason, rec.Detail, rec.PlacedAt, decidedAt, rec.PayloadHash, rec.HoldToken,
-		skus, qtys)
+		skus, qtys, rec.HoldUntil)
 	stands, err = scanRecord(row, nil, nil)
 	switch {
 	case err == nil:
@@ -189,30 +190,49 @@ func (s *Store) getOne(ctx context.Context, orderID string) (orders.Record, erro
 
 func scanRecord(row pgx.Row, skus *[]string, qtys *[]int64) (orders.Record, error) {
 	var r orders.Record
-	var status string
-	dest := []any{&r.OrderID, &r.CustomerID, &status, &r.Reason, &r.Detail, &r.PlacedAt, &r.DecidedAt, &r.PayloadHash, &r.HoldToken}
+	var status, previous string
+	dest := []any{&r.OrderID, &r.CustomerID, &status, &r.Reason, &r.Detail, &r.PlacedAt, &r.DecidedAt, &r.PayloadHash, &r.HoldToken,
+		&r.HoldUntil, &previous, &r.ChangedAt, &r.ReturnedAt}
 	if skus != nil {
 		dest = append(dest, skus, qtys)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return orders.Record{}, err
 	}
-	r.Status = orders.Status(status)
+	r.Status, r.PreviousStatus = orders.Status(status), orders.Status(previous)
 	return r, nil
 }
 
 // ConfirmedBySKU sums the quantities of confirmed orders per SKU: what
-// Redis must show as sold once the system is quiet (invariant I1).
+// Redis must show as sold once the system is quiet (invariant I1). An order
+// cancelled after its sale is not confirmed any more, so this is the
+// confirmed quantities minus those cancelled after confirm.
 func (s *Store) ConfirmedBySKU(ctx context.Context) (map[string]int64, error) {
+	return s.sumBySKU(ctx, "confirmed by sku", `o.status = 'confirmed'`)
+}
+
+// HeldBySKU sums the quantities of held orders (checkouts in progress) per
+// SKU: on a quiet system, every unit Redis holds belongs to one of them.
+func (s *Store) HeldBySKU(ctx context.Context) (map[string]int64, error) {
+	return s.sumBySKU(ctx, "held by sku", `o.status = 'held'`)
+}
+
+// CancelledAfterSaleBySKU sums, per SKU, the quantities of orders cancelled
+// after their sale: units that were sold and went back to available.
+func (s *Store) CancelledAfterSaleBySKU(ctx context.Context) (map[string]int64, error) {
+	return s.sumBySKU(ctx, "cancelled after sale by sku", `o.status = 'cancelled' AND o.previous_status = 'confirmed'`)
+}
+
+func (s *Store) sumBySKU(ctx context.Context, what, where string) (map[string]int64, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT l.sku, sum(l.qty)::bigint
 		FROM order_lines l JOIN orders o ON o.order_id = l.order_id
-		WHERE o.status = 'confirmed'
+		WHERE `+where+`
 		GROUP BY l.sku`)
 	if err != nil {
-		return nil, fmt.Errorf("confirmed by sku: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return collectMap(rows, "confirmed by sku")
+	return collectMap(rows, what)
 }
 
 func collectMap(rows pgx.Rows, what string) (map[string]int64, error) {

@@ -31,6 +31,7 @@ var (
 	setScript     = redis.NewScript(lua.Set)
 	addScript     = redis.NewScript(lua.Add)
 	rebuildScript = redis.NewScript(lua.Rebuild)
+	cancelScript  = redis.NewScript(lua.Cancel)
 )
 
 // Line is one SKU and quantity of an order.

@@ -413,3 +413,67 @@ func holdKeys(orderID string, skus []string) []string {
 	}
 	return keys
 }
+
+// CancelResult reports what Cancel did.
+type CancelResult struct {
+	// Returned is the units moved from sold back to available.
+	Returned int64
+	// Released is the units of holds never committed (the order's row was
+	// confirmed, its commit had not run) given back from held.
+	Released int64
+	// Already counts SKUs given back by an earlier Cancel.
+	Already int
+}
+
+// Cancel gives back to available, once, what orderID sold on lines: a
+// confirmed order cancelled after its sale (cancel.lua). The quantities are
+// the order's row's, since the hold's tombstone may be gone; the hold,
+// rewritten "returned" and kept for the gate's retention window, makes a
+// second Cancel change nothing. A hold still held under token, the row's
+// (the row was confirmed, the commit had not run), is released instead; one
+// under another token was a later delivery's, and goes back besides the
+// units the sale sold. After the retention window
+// only the caller can tell a done Cancel from a new one: the order's row
+// records it (docs/design.md, "Checkout").
+//
+// Errors: *NotStockedError for a SKU whose counters Redis lost (nothing
+// changed; retry after stockctl rebuild), ErrInvalid for bad arguments or a
+// sold counter below what would go back (nothing changed), or a Redis
+// error, after which a retry finds out what was done.
+func (g *Gate) Cancel(ctx context.Context, orderID, token string, lines []Line) (CancelResult, error) {
+	var out CancelResult
+	if err := checkOrderID(orderID); err != nil {
+		return out, err
+	}
+	if err := CheckLines(lines); err != nil {
+		return out, err
+	}
+	for _, grp := range g.groups(lines) {
+		skus := make([]string, len(grp))
+		args := []any{strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), orderID, token}
+		for i, l := range grp {
+			skus[i] = l.SKU
+			args = append(args, strconv.FormatInt(l.Qty, 10))
+		}
+		res, err := runInts(ctx, cancelScript, g.rdb, holdKeys(orderID, skus), args, 3)
+		if err != nil {
+			return out, fmt.Errorf("cancel %s: %w", orderID, err)
+		}
+		var at Line
+		if res[1] >= 1 && int(res[1]) <= len(grp) {
+			at = grp[res[1]-1]
+		}
+		switch {
+		case res[0] == -1:
+			return out, &NotStockedError{SKU: at.SKU}
+		case res[0] == -4:
+			return out, fmt.Errorf("%w: cancel %s: %s has %d sold, less than its line of %d", ErrInvalid, orderID, at.SKU, res[2], at.Qty)
+		case res[0] < 0:
+			return out, fmt.Errorf("%w: cancel script refused its arguments or found a corrupt counter", ErrInvalid)
+		}
+		out.Returned += res[0]
+		out.Released += res[1]
+		out.Already += int(res[2])
+	}
+	return out, nil
+}

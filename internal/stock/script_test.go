@@ -331,6 +331,39 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		scriptCase{name: "no keys", args: strs("5", "1000"), raises: true},
 	)
 
+	// cancel.lua: order "done" sold 1 of B (a committed tombstone); "held"
+	// holds 2 of A, never committed.
+	var cancel []scriptCase
+	for name, r := range map[string]string{
+		"negative": "-1", "zero": "0", "fractional": "1.5", "exponent": "1e3",
+		"non-numeric": "abc", "empty": "", "huge": "99999999999999999999",
+	} {
+		cancel = append(cancel, scriptCase{name: "retention " + name, keys: keys5("B", "done"), args: strs(r, "done", tokDone, "1")})
+	}
+	for name, q := range badQty {
+		cancel = append(cancel,
+			scriptCase{name: "qty " + name, keys: keys5("B", "done"), args: strs("1000", "done", tokDone, q)},
+			scriptCase{name: "second sku qty " + name, keys: concat(keys5("A", "done"), keys5("B", "done")), args: strs("1000", "done", tokDone, "1", q)},
+		)
+	}
+	cancel = append(cancel,
+		scriptCase{name: "no arguments", keys: keys5("B", "done")},
+		scriptCase{name: "missing order id", keys: keys5("B", "done"), args: strs("1000")},
+		scriptCase{name: "missing token", keys: keys5("B", "done"), args: strs("1000", "done")},
+		scriptCase{name: "missing qty", keys: keys5("B", "done"), args: strs("1000", "done", tokDone)},
+		scriptCase{name: "missing second qty", keys: concat(keys5("A", "done"), keys5("B", "done")), args: strs("1000", "done", tokDone, "1")},
+		scriptCase{name: "no keys", args: strs("1000", "done", tokDone, "1")},
+		scriptCase{name: "four keys", keys: keys5("B", "done")[:4], args: strs("1000", "done", tokDone, "1")},
+		scriptCase{name: "duplicated sku", keys: concat(keys5("B", "done"), keys5("B", "done")), args: strs("1000", "done", tokDone, "1", "1")},
+		scriptCase{name: "hold key of another order", keys: keys5("B", "done"), args: strs("1000", "someone-else", tokDone, "1")},
+		scriptCase{name: "keys of two skus in one line", keys: mixed, args: strs("1000", "held", tokHeld, "2")},
+		// More given back than was sold: B sold 1.
+		scriptCase{name: "qty over sold", keys: keys5("B", "new"), args: strs("1000", "new", "t", "2"), want: "-4 1 1"},
+		// held2's hold on B under another token: B sold 1, less than 3.
+		scriptCase{name: "later delivery's hold over sold", keys: keys5("B", "held2"), args: strs("1000", "held2", "t-other", "3"), want: "-4 1 1"},
+		scriptCase{name: "sku never stocked", keys: keys5("Z", "done"), args: strs("1000", "done", tokDone, "1"), want: "-1 1 0"},
+	)
+
 	// Each of an order's five keys in turn taken from another SKU: had
 	// the call run, that SKU's counters, hold or deadlines would change
 	// for units of this one.
@@ -344,6 +377,7 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		reserve = append(reserve, scriptCase{name: name, keys: swap("new"), args: reserveArgs(order("new", "t", dl, "1"))})
 		release = append(release, scriptCase{name: name, keys: swap("held"), args: strs("held")})
 		commit = append(commit, scriptCase{name: name, keys: swap("held"), args: commitArgs("1000", held)})
+		cancel = append(cancel, scriptCase{name: name, keys: swap("held"), args: strs("1000", "held", tokHeld, "2")})
 	}
 
 	scripts := []struct {
@@ -358,6 +392,7 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		{"add", lua.Add, adjust(true)},
 		{"rebuild", lua.Rebuild, rebuild},
 		{"ratelimit", lua.RateLimit, rate},
+		{"cancel", lua.Cancel, cancel},
 	}
 
 	before := snapshot(t, rdb)

@@ -65,6 +65,10 @@ type HandlerConfig struct {
 	HoldTTL time.Duration
 	// HandlerTimeout bounds one processing attempt. Default DefaultHandlerTimeout.
 	HandlerTimeout time.Duration
+	// MaxHold is the longest checkout hold an order may ask for; one asking
+	// for more is rejected "invalid: hold ... is over the maximum". Default
+	// orders.DefaultMaxHold.
+	MaxHold time.Duration
 	// RateLimit is the most orders one customer may place per RateWindow;
 	// 0 turns the per-customer limit off. It needs a Limiter.
 	RateLimit  int
@@ -91,6 +95,9 @@ func (c *HandlerConfig) validate(limiter Limiter) error {
 	if c.HoldTTL < 2*c.HandlerTimeout {
 		return fmt.Errorf("hold ttl %v must be at least twice the handler timeout %v", c.HoldTTL, c.HandlerTimeout)
 	}
+	if c.MaxHold < orders.MinHold || c.MaxHold > orders.MaxHoldLimit {
+		return fmt.Errorf("max hold %v must be from %v to %v", c.MaxHold, orders.MinHold, orders.MaxHoldLimit)
+	}
 	return nil
 }
 
@@ -99,6 +106,9 @@ type Deps struct {
 	Gate    Gate
 	Store   Store
 	Catalog Catalog
+	// Ledger records the units a cancellation after the sale gives back
+	// (*catalog.Catalog); order:cancel of a confirmed order needs it.
+	Ledger  orders.Ledger
 	Limiter Limiter // needed only with HandlerConfig.RateLimit
 }
 
@@ -122,6 +132,7 @@ type Handler struct {
 func NewHandler(d Deps, cfg HandlerConfig) (*Handler, error) {
 	cfg.HoldTTL = cmp.Or(cfg.HoldTTL, DefaultHoldTTL)
 	cfg.HandlerTimeout = cmp.Or(cfg.HandlerTimeout, DefaultHandlerTimeout)
+	cfg.MaxHold = cmp.Or(cfg.MaxHold, orders.DefaultMaxHold)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -143,9 +154,10 @@ func NewHandler(d Deps, cfg HandlerConfig) (*Handler, error) {
 		m:       m,
 	}
 	h.flow = orders.Flow{
-		Rows:  tracedRows{d.Store, h.tr},
-		Holds: tracedHolds{d.Gate, h.tr, h.log},
-		Mark:  h.mark,
+		Rows:   tracedRows{d.Store, h.tr, m.moves},
+		Holds:  tracedHolds{d.Gate, h.tr, h.log},
+		Ledger: d.Ledger,
+		Mark:   h.mark,
 	}
 	return h, nil
 }
@@ -187,6 +199,10 @@ func (h *Handler) validate(ctx context.Context, payload []byte) (orders.Order, e
 	_, span := h.tr.Start(ctx, "order.validate")
 	defer span.End()
 	o, err := orders.Decode(payload)
+	if err == nil {
+		// The payload's bound is orders.MaxHoldLimit; this worker's may be less.
+		err = o.CheckHold(h.cfg.MaxHold)
+	}
 	if err != nil {
 		span.SetAttributes(attribute.String("order.outcome", "invalid"))
 		span.SetStatus(codes.Error, err.Error())
@@ -258,8 +274,14 @@ func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) er
 		}
 	}
 
-	// Step 4: reserve every line in one script call.
-	res, err := h.reserve(ctx, o)
+	// Step 4: reserve every line in one script call. A checkout's hold
+	// lives in Redis at least as long as its deadline in Postgres, so that
+	// the sweeper never gives back a hold whose checkout may still confirm
+	// (docs/design.md, "Checkout").
+	// Redis keeps deadlines in milliseconds: the same instant in both.
+	now := h.cfg.Now().Truncate(time.Millisecond)
+	hold := o.HoldDuration()
+	res, err := h.reserve(ctx, o, now.Add(max(hold, h.cfg.HoldTTL)))
 	if err != nil {
 		return h.refused(ctx, o, res, err, start)
 	}
@@ -267,9 +289,15 @@ func (h *Handler) place(ctx context.Context, o orders.Order, start time.Time) er
 		return err
 	}
 
-	// Steps 5 and 6: record confirmed, if no row stands yet, and the holds
-	// follow the row: commit ours, or do what the winner says.
-	return h.conclude(ctx, o, orders.Record{Status: orders.StatusConfirmed, HoldToken: res.Token}, start)
+	// Steps 5 and 6: record confirmed (or, for a checkout, held until its
+	// deadline), if no row stands yet, and the holds follow the row:
+	// commit ours, keep them for the checkout, or do what the winner says.
+	rec := orders.Record{Status: orders.StatusConfirmed, HoldToken: res.Token}
+	if hold > 0 {
+		until := now.Add(hold)
+		rec.Status, rec.HoldUntil = orders.StatusHeld, &until
+	}
+	return h.conclude(ctx, o, rec, start)
 }
 
 // refused handles a reserve that did not take the stock: a business
@@ -369,12 +397,12 @@ func (h *Handler) rateLimit(ctx context.Context, o orders.Order) error {
 	return err
 }
 
-func (h *Handler) reserve(ctx context.Context, o orders.Order) (stock.Reservation, error) {
+func (h *Handler) reserve(ctx context.Context, o orders.Order, deadline time.Time) (stock.Reservation, error) {
 	ctx, span := h.tr.Start(ctx, "order.reserve", trace.WithAttributes(
 		attribute.String("order.id", o.OrderID), attribute.Int("order.lines", len(o.Lines))))
 	defer span.End()
 	t0 := time.Now()
-	res, err := h.gate.Reserve(ctx, o.OrderID, o.StockLines(), h.cfg.Now().Add(h.cfg.HoldTTL))
+	res, err := h.gate.Reserve(ctx, o.OrderID, o.StockLines(), deadline)
 	h.m.reserveSeconds.Record(ctx, time.Since(t0).Seconds())
 	if err == nil {
 		span.SetAttributes(attribute.String("order.outcome", res.Outcome.String()))

@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/stockgate/stockgate/internal/orders"
 )
 
 // instrumentation names the worker's tracer and meter. It keeps the name
@@ -24,6 +26,8 @@ type metrics struct {
 	orderSeconds   metric.Float64Histogram
 	reserveSeconds metric.Float64Histogram
 	conflicts      metric.Int64Counter
+	actions        metric.Int64Counter
+	moves          *moveMetrics
 }
 
 func newMetrics() (*metrics, error) {
@@ -48,7 +52,49 @@ func newMetrics() (*metrics, error) {
 		metric.WithDescription("Payloads dropped because another payload with the same order id stands")); err != nil {
 		return nil, err
 	}
+	if hm.actions, err = m.Int64Counter("stockgate.order.actions",
+		metric.WithDescription("order:confirm and order:cancel tasks processed, by task and outcome "+
+			"(moved, or the status that stood: confirmed, cancelled, expired, ..., not_found, invalid)")); err != nil {
+		return nil, err
+	}
+	if hm.moves, err = newMoveMetrics(); err != nil {
+		return nil, err
+	}
 	return &hm, nil
+}
+
+// moveMetrics count the rows' moves (docs/design.md, "Checkout"), wherever
+// they are made: the confirm and cancel handlers and the sweeper.
+type moveMetrics struct {
+	moves    metric.Int64Counter
+	checkout metric.Float64Histogram
+}
+
+func newMoveMetrics() (*moveMetrics, error) {
+	m := otel.Meter(instrumentation)
+	var mm moveMetrics
+	var err error
+	if mm.moves, err = m.Int64Counter("stockgate.order.transitions",
+		metric.WithDescription("Order rows moved, by from and to status (held to confirmed, cancelled or expired; confirmed to cancelled)")); err != nil {
+		return nil, err
+	}
+	if mm.checkout, err = m.Float64Histogram("stockgate.checkout.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from an order held for checkout to its confirm"),
+		metric.WithExplicitBucketBoundaries(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)); err != nil {
+		return nil, err
+	}
+	return &mm, nil
+}
+
+// moved counts one move of row, which now stands in t.To.
+func (m *moveMetrics) moved(ctx context.Context, t orders.Transition, row orders.Record) {
+	if m == nil {
+		return
+	}
+	m.moves.Add(ctx, 1, metric.WithAttributes(attribute.String("from", string(t.From)), attribute.String("to", string(t.To))))
+	if t.From == orders.StatusHeld && t.To == orders.StatusConfirmed {
+		m.checkout.Record(ctx, t.At.Sub(row.DecidedAt).Seconds())
+	}
 }
 
 func (m *metrics) decided(ctx context.Context, status, reason string, start, end time.Time) {

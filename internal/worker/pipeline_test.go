@@ -62,7 +62,7 @@ func (b *pipeBundle) handler(t *testing.T, cfg HandlerConfig) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Limiter: ratelimit.New(b.rdb)}, cfg)
+	h, err := NewHandler(Deps{Gate: b.gate, Store: b.store, Catalog: b.catalog, Ledger: b.catalog, Limiter: ratelimit.New(b.rdb)}, cfg)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}
@@ -86,6 +86,10 @@ func (b *pipeBundle) startWorker(t *testing.T, h asynq.Handler, concurrency int)
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(orders.TaskType, h)
+	if hh, ok := h.(*Handler); ok {
+		mux.HandleFunc(orders.ConfirmTaskType, hh.ProcessAction)
+		mux.HandleFunc(orders.CancelTaskType, hh.ProcessAction)
+	}
 	if err := srv.Start(mux); err != nil {
 		t.Fatalf("asynq Start: %v", err)
 	}

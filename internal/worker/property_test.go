@@ -193,6 +193,9 @@ type propRun struct {
 	// their retention would): the units stay sold, and a later delivery of
 	// the order must neither sell them again nor give them back.
 	gone map[[2]string]bool
+	// last is each order's status at the previous check: every change
+	// must be a move the state machine has (orders.CanMove).
+	last map[string]orders.Status
 }
 
 func newPropRun(rt *rapid.T, env *propEnv) *propRun {
@@ -207,9 +210,10 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 		stocked:   map[string]int64{},
 		delivered: map[[2]int]bool{},
 		gone:      map[[2]string]bool{},
+		last:      map[string]orders.Status{},
 	}
 	var err error
-	r.sweeper, err = NewSweeper(env.gate, env.store, SweeperConfig{Now: r.clock.Now, Logger: env.log})
+	r.sweeper, err = NewSweeper(env.gate, env.store, SweeperConfig{Now: r.clock.Now, Ledger: env.catalog, Logger: env.log})
 	if err != nil {
 		rt.Fatalf("NewSweeper: %v", err)
 	}
@@ -231,9 +235,12 @@ func newPropRun(rt *rapid.T, env *propEnv) *propRun {
 	n := rapid.IntRange(1, 8).Draw(rt, "orders")
 	for i := range n {
 		o := propOrder{id: fmt.Sprintf("%s-o%d", prefix, i)}
+		// Half the orders are checkouts, held until a confirm, a cancel or
+		// their deadline; the draw shrinks towards plain orders.
+		hold := rapid.SampledFrom([]string{"", "1m", "3m", "10m"}).Draw(rt, fmt.Sprintf("o%d hold", i))
 		for p := range o.payloads {
 			o.payloads[p] = orders.Order{OrderID: o.id, CustomerID: fmt.Sprintf("c%d", i),
-				Lines: r.drawLines(rt, fmt.Sprintf("o%d payload %d", i, p))}
+				Lines: r.drawLines(rt, fmt.Sprintf("o%d payload %d", i, p)), Hold: hold}
 		}
 		if o.payloads[0].Hash() == o.payloads[1].Hash() {
 			// Same lines, another customer: still a different order under this id.
@@ -319,7 +326,7 @@ func (r *propRun) handler(failAt string, last bool) (*Handler, error) {
 			return err
 		}
 	}
-	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Limiter: ratelimit.New(r.env.rdb)}, cfg)
+	return NewHandler(Deps{Gate: r.env.gate, Store: r.env.store, Catalog: r.env.catalog, Ledger: r.env.catalog, Limiter: ratelimit.New(r.env.rdb)}, cfg)
 }
 
 // deliver runs one delivery and says what was wrong with its result, if
@@ -345,6 +352,33 @@ func (r *propRun) deliver(d delivery) error {
 		return fmt.Errorf("delivery %v: ProcessTask = %v, want nil or the injected failure", d, err)
 	}
 	return nil
+}
+
+// Where a confirm or a cancel fails: between the row's move and its holds
+// following it, or right before a commit.
+var propActionFailSteps = []string{"", "", orders.StepAfterTransition, orders.StepBeforeCommit}
+
+// act runs one order:confirm or order:cancel of an order, failing at
+// failAt, and says what was wrong with its result, if anything.
+func (r *propRun) act(typ string, order int, failAt string) error {
+	h, err := r.handler(failAt, false)
+	if err != nil {
+		return fmt.Errorf("NewHandler: %w", err)
+	}
+	task, err := orders.NewActionTask(context.Background(), typ, orders.Action{OrderID: r.orders[order].id, Reason: "prop"}, orders.TaskOptions{})
+	if err != nil {
+		return err
+	}
+	err = h.ProcessAction(r.env.first, task)
+	if err != nil && (failAt == "" || !errors.Is(err, errInjected)) {
+		return fmt.Errorf("%s of order %d failing at %q: ProcessAction = %v, want nil or the injected failure", typ, order, failAt, err)
+	}
+	return nil
+}
+
+func (r *propRun) drawAction(rt *rapid.T) (typ string, order int, failAt string) {
+	return rapid.SampledFrom([]string{orders.ConfirmTaskType, orders.CancelTaskType}).Draw(rt, "action"),
+		r.drawOrder(rt), rapid.SampledFrom(propActionFailSteps).Draw(rt, "action_fail_at")
 }
 
 func (r *propRun) markDelivered(ds ...delivery) {
@@ -442,6 +476,56 @@ func (r *propRun) actions() map[string]func(*rapid.T) {
 				}
 			}
 		},
+		// A storefront confirming or cancelling a checkout (or a sale).
+		"confirm_or_cancel": func(rt *rapid.T) {
+			typ, o, failAt := r.drawAction(rt)
+			if err := r.act(typ, o, failAt); err != nil {
+				rt.Fatal(err)
+			}
+		},
+		// A confirm racing a cancel, two cancels, two confirms, of one order.
+		"actions_at_once": func(rt *rapid.T) {
+			typ1, o, fail1 := r.drawAction(rt)
+			typ2 := rapid.SampledFrom([]string{orders.ConfirmTaskType, orders.CancelTaskType}).Draw(rt, "second_action")
+			fail2 := rapid.SampledFrom(propActionFailSteps).Draw(rt, "second_action_fail_at")
+			if err := concurrently(func() error { return r.act(typ1, o, fail1) }, func() error { return r.act(typ2, o, fail2) }); err != nil {
+				rt.Fatal(err)
+			}
+		},
+		// A confirm or cancel racing the sweep, maybe past the deadlines,
+		// or a delivery of the same order.
+		"action_during_sweep": func(rt *rapid.T) {
+			typ, o, failAt := r.drawAction(rt)
+			if rapid.Bool().Draw(rt, "past_checkout_deadline_first") {
+				r.clock.Advance(time.Duration(rapid.IntRange(50, 200).Draw(rt, "seconds")) * time.Second)
+			}
+			other := r.sweep
+			if rapid.Bool().Draw(rt, "against_a_delivery") {
+				d := r.drawDelivery(rt, o)
+				r.markDelivered(d)
+				other = func() error { return r.deliver(d) }
+			}
+			if err := concurrently(func() error { return r.act(typ, o, failAt) }, other); err != nil {
+				rt.Fatal(err)
+			}
+		},
+		// The "returned" markers of an order whose give-back is recorded
+		// expire, as after the retention window: a later delivery holds
+		// afresh and must give that hold back, never the sale's units again.
+		"markers_expire": func(rt *rapid.T) {
+			id := r.orders[r.drawOrder(rt)].id
+			holds, rows := r.snapshot(rt)
+			if row, ok := rows[id]; !ok || !row.returned {
+				return
+			}
+			for k, h := range holds {
+				if k[0] == id && h.state == "returned" {
+					if err := r.env.rdb.Del(context.Background(), stock.HoldKey(k[1], k[0])).Err(); err != nil {
+						rt.Fatalf("DEL marker: %v", err)
+					}
+				}
+			}
+		},
 		"advance_clock": func(rt *rapid.T) {
 			r.clock.Advance(time.Duration(rapid.IntRange(1, 400).Draw(rt, "seconds")) * time.Second)
 		},
@@ -457,6 +541,9 @@ type holdState struct {
 type rowState struct {
 	status orders.Status
 	lines  map[string]int64
+	// afterSale is a cancellation after the sale; returned, one whose
+	// units are recorded as given back (returned_at).
+	afterSale, returned bool
 }
 
 // snapshot reads every hold of this run's orders on its SKUs, and their rows.
@@ -488,7 +575,7 @@ func (r *propRun) snapshot(rt *rapid.T) (map[[2]string]holdState, map[string]row
 
 	rows := map[string]rowState{}
 	pgRows, err := r.env.pool.Query(ctx, `
-		SELECT o.order_id, o.status, coalesce(l.sku, ''), coalesce(l.qty, 0)
+		SELECT o.order_id, o.status, o.previous_status, o.returned_at IS NOT NULL, coalesce(l.sku, ''), coalesce(l.qty, 0)
 		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
 		WHERE o.order_id = ANY($1::text[])`, r.ids)
 	if err != nil {
@@ -496,14 +583,16 @@ func (r *propRun) snapshot(rt *rapid.T) (map[[2]string]holdState, map[string]row
 	}
 	defer pgRows.Close()
 	for pgRows.Next() {
-		var id, status, sku string
+		var id, status, previous, sku string
+		var returned bool
 		var qty int64
-		if err := pgRows.Scan(&id, &status, &sku, &qty); err != nil {
+		if err := pgRows.Scan(&id, &status, &previous, &returned, &sku, &qty); err != nil {
 			rt.Fatalf("scan rows: %v", err)
 		}
 		row, ok := rows[id]
 		if !ok {
-			row = rowState{status: orders.Status(status), lines: map[string]int64{}}
+			row = rowState{status: orders.Status(status), lines: map[string]int64{}, returned: returned,
+				afterSale: status == string(orders.StatusCancelled) && previous == string(orders.StatusConfirmed)}
 		}
 		if sku != "" {
 			row.lines[sku] = qty
@@ -536,25 +625,43 @@ func (r *propRun) checkSteady(rt *rapid.T) {
 	}
 	holds, rows := r.snapshot(rt)
 	for k, h := range holds {
-		if h.state != "committed" {
-			continue
-		}
 		row, ok := rows[k[0]]
-		if !ok || row.status != orders.StatusConfirmed || row.lines[k[1]] != h.qty {
-			rt.Fatalf("order %s: %d units of %s sold, but its row is %+v (present %v); want a confirmed row with that line",
-				k[0], h.qty, k[1], row, ok)
+		switch h.state {
+		case "committed":
+			// Sold: for a confirmed row's line, or for a cancellation after
+			// the sale whose give-back a crash cut off (Postgres moves first).
+			if !ok || row.lines[k[1]] != h.qty || row.status != orders.StatusConfirmed && !(row.afterSale && !row.returned) {
+				rt.Fatalf("order %s: %d units of %s sold, but its row is %+v (present %v); want a confirmed row with that line",
+					k[0], h.qty, k[1], row, ok)
+			}
+		case "returned":
+			// Given back once: only a cancellation after the sale's line.
+			if !ok || !row.afterSale || row.lines[k[1]] != h.qty {
+				rt.Fatalf("order %s: %d units of %s given back, but its row is %+v (present %v); want a cancellation after the sale",
+					k[0], h.qty, k[1], row, ok)
+			}
 		}
 	}
 	for id, row := range rows {
-		if row.status != orders.StatusConfirmed {
+		if row.status != orders.StatusConfirmed && row.status != orders.StatusHeld {
 			continue
 		}
+		// A confirmed order is never restocked, and a checkout keeps its
+		// holds until it moves.
 		for sku, qty := range row.lines {
-			if h := holds[[2]string{id, sku}]; h.qty != qty && !r.gone[[2]string{id, sku}] {
-				rt.Fatalf("order %s is confirmed for %d of %s, but its hold there is %+v: its units went back to available",
-					id, qty, sku, h)
+			h := holds[[2]string{id, sku}]
+			if h.qty != qty && !r.gone[[2]string{id, sku}] || row.status == orders.StatusHeld && h.state != "held" {
+				rt.Fatalf("order %s is %s for %d of %s, but its hold there is %+v: its units went back to available",
+					id, row.status, qty, sku, h)
 			}
 		}
+	}
+	// I2: rows move only as the state machine allows.
+	for id, row := range rows {
+		if prev, ok := r.last[id]; ok && prev != row.status && !orders.CanMove(prev, row.status) {
+			rt.Fatalf("order %s moved from %s to %s: no such transition", id, prev, row.status)
+		}
+		r.last[id] = row.status
 	}
 }
 
@@ -572,7 +679,8 @@ func (r *propRun) finish(rt *rapid.T) {
 			rt.Fatalf("final redelivery: %v", err)
 		}
 	}
-	r.clock.Advance(DefaultHoldTTL + time.Minute)
+	// Past every deadline: the hold TTL's and the longest checkout's.
+	r.clock.Advance(max(DefaultHoldTTL, 10*time.Minute) + time.Minute)
 	if err := r.sweep(); err != nil {
 		rt.Fatalf("final sweep: %v", err)
 	}
@@ -580,7 +688,11 @@ func (r *propRun) finish(rt *rapid.T) {
 
 	holds, rows := r.snapshot(rt)
 	for _, row := range rows {
-		r.env.cov.add(&r.env.cov.statuses, string(row.status))
+		key := string(row.status)
+		if row.afterSale {
+			key += " after sale"
+		}
+		r.env.cov.add(&r.env.cov.statuses, key)
 	}
 	// I2: every delivered order id has exactly one terminal row (order_id is
 	// the primary key, so "exactly one" is "one").
@@ -597,9 +709,30 @@ func (r *propRun) finish(rt *rapid.T) {
 	if n != len(rows) {
 		rt.Fatalf("I2: %d rows for %d order ids", n, len(rows))
 	}
+	// Every checkout ended (past its deadline it expired), and every
+	// cancellation after the sale has its units back, recorded once.
+	for id, row := range rows {
+		if !row.status.Terminal() {
+			rt.Fatalf("I2: order %s is still %s after the final sweep past every deadline", id, row.status)
+		}
+		if row.afterSale && !row.returned {
+			rt.Fatalf("order %s was cancelled after its sale, but its units are not recorded as given back", id)
+		}
+	}
+	var moves, afterSaleLines int
+	if err := r.env.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM stock_movements WHERE op = 'cancel' AND order_id = ANY($1::text[])),
+		(SELECT count(*) FROM order_lines l JOIN orders o USING (order_id)
+			WHERE o.order_id = ANY($1::text[]) AND o.status = 'cancelled' AND o.previous_status = 'confirmed')`,
+		r.ids).Scan(&moves, &afterSaleLines); err != nil {
+		rt.Fatalf("count cancel movements: %v", err)
+	}
+	if moves != afterSaleLines {
+		rt.Fatalf("%d cancel movements for %d lines cancelled after their sale; want one each", moves, afterSaleLines)
+	}
 	// I3: no hold is left undecided, least of all one of an order with a row.
 	for k, h := range holds {
-		if h.state != "committed" {
+		if h.state != "committed" && h.state != "returned" {
 			_, hasRow := rows[k[0]]
 			rt.Fatalf("I3: order %s still holds %d of %s (%q) after the final sweep; it has a row: %v",
 				k[0], h.qty, k[1], h.state, hasRow)
@@ -642,11 +775,16 @@ func (r *propRun) finish(rt *rapid.T) {
 
 // TestHandlerProperty runs random interleavings of deliveries (duplicates,
 // conflicting payloads, two handlers at once, injected failures at every
-// named step, last attempts), sweeps and clock advances over a few small
-// SKUs and multi-line orders. I1 and "sold only for confirmed lines, never
-// restocked once confirmed" hold after every step; after one clean
-// redelivery of everything and a sweep past every deadline, I2, I3 and
-// sold = confirmed hold too.
+// named step, last attempts), checkout confirms and cancels (alone, two at
+// once, racing a sweep or a delivery, failing between the row's move and
+// its holds), expiries, sweeps and clock advances over a few small SKUs and
+// multi-line orders, half of them checkouts. I1, "sold only for confirmed
+// lines (or a give-back a crash cut off), never restocked once confirmed,
+// given back only after a cancellation after the sale", "a checkout keeps
+// its holds" and "rows move only as the state machine allows" hold after
+// every step; after one clean redelivery of everything and a sweep past
+// every deadline, I2 (every row terminal), I3, every give-back done and
+// recorded once, and sold = confirmed hold too.
 func TestHandlerProperty(t *testing.T) {
 	t.Parallel()
 	r, db, rdb := testsvc.RedisDB(t)

@@ -18,8 +18,9 @@ import (
 // tracedRows is the handler's order store as the flow sees it: each Decide
 // is an order.persist span.
 type tracedRows struct {
-	rows orders.Rows
-	tr   trace.Tracer
+	rows  orders.Rows
+	tr    trace.Tracer
+	moves *moveMetrics // nil counts nothing
 }
 
 func (t tracedRows) Decide(ctx context.Context, rec orders.Record) (orders.Record, bool, error) {
@@ -34,6 +35,34 @@ func (t tracedRows) Decide(ctx context.Context, rec orders.Record) (orders.Recor
 	span.SetAttributes(attribute.Bool("order.inserted", inserted),
 		attribute.String("order.outcome", string(row.Status)), attribute.String("order.reason", row.Reason))
 	return row, inserted, nil
+}
+
+// Transition is an order.transition span: one guarded move of the row.
+func (t tracedRows) Transition(ctx context.Context, tr orders.Transition) (orders.Record, bool, error) {
+	ctx, span := t.tr.Start(ctx, "order.transition", trace.WithAttributes(
+		attribute.String("order.id", tr.OrderID), attribute.String("order.from", string(tr.From)),
+		attribute.String("order.to", string(tr.To))))
+	defer span.End()
+	row, moved, err := t.rows.Transition(ctx, tr)
+	if err != nil {
+		if !errors.Is(err, orders.ErrNotFound) {
+			endSpan(span, err)
+		}
+		return orders.Record{}, false, err
+	}
+	span.SetAttributes(attribute.Bool("order.moved", moved), attribute.String("order.outcome", string(row.Status)))
+	if moved {
+		t.moves.moved(ctx, tr, row)
+	}
+	return row, moved, nil
+}
+
+func (t tracedRows) MarkReturned(ctx context.Context, orderID string) error {
+	err := t.rows.MarkReturned(ctx, orderID)
+	if err != nil {
+		trace.SpanFromContext(ctx).RecordError(err)
+	}
+	return err
 }
 
 // tracedHolds is the handler's stock gate as the flow sees it: each commit
@@ -74,6 +103,20 @@ func (t tracedHolds) Release(ctx context.Context, orderID string, skus []string)
 	endSpan(span, err)
 	span.SetAttributes(attribute.Int64("stock.units", n))
 	return n, err
+}
+
+// Cancel is an order.return span: a cancellation after the sale's units
+// going back to available.
+func (t tracedHolds) Cancel(ctx context.Context, orderID, token string, lines []stock.Line) (stock.CancelResult, error) {
+	ctx, span := t.tr.Start(ctx, "order.return", trace.WithAttributes(attribute.String("order.id", orderID)))
+	defer span.End()
+	res, err := t.holds.Cancel(ctx, orderID, token, lines)
+	endSpan(span, err)
+	if err != nil {
+		return res, err
+	}
+	span.SetAttributes(attribute.Int64("stock.units", res.Returned), attribute.Int64("stock.units_released", res.Released))
+	return res, nil
 }
 
 // endSpan marks a span failed unless err is nil or a business outcome (an

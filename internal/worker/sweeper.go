@@ -42,6 +42,9 @@ type SweeperConfig struct {
 	// Queues are the queues whose archived tasks Archive is asked for;
 	// default the one queue orders.Queue.
 	Queues []string
+	// Ledger records the units of cancellations after the sale that the
+	// sweeper finishes giving back (*catalog.Catalog).
+	Ledger orders.Ledger
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -56,7 +59,7 @@ const archivedPerSweep = 1000
 // at once, beside any number of handlers.
 type Sweeper struct {
 	gate  SweepGate
-	store Store
+	store SweepStore
 	flow  orders.Flow
 	cfg   SweeperConfig
 	log   *slog.Logger
@@ -65,7 +68,7 @@ type Sweeper struct {
 }
 
 // NewSweeper returns a Sweeper.
-func NewSweeper(gate SweepGate, store Store, cfg SweeperConfig) (*Sweeper, error) {
+func NewSweeper(gate SweepGate, store SweepStore, cfg SweeperConfig) (*Sweeper, error) {
 	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
 	cfg.Batch = cmp.Or(cfg.Batch, DefaultSweepBatch)
 	if len(cfg.Queues) == 0 {
@@ -79,8 +82,13 @@ func NewSweeper(gate SweepGate, store Store, cfg SweeperConfig) (*Sweeper, error
 	if err != nil {
 		return nil, err
 	}
-	return &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: store, Holds: gate}, cfg: cfg,
-		log: cmp.Or(cfg.Logger, slog.Default()), tr: otel.Tracer(instrumentation), swept: swept}, nil
+	moves, err := newMoveMetrics()
+	if err != nil {
+		return nil, err
+	}
+	tr := otel.Tracer(instrumentation)
+	return &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: tracedRows{store, tr, moves}, Holds: gate, Ledger: cfg.Ledger},
+		cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), tr: tr, swept: swept}, nil
 }
 
 // SweepResult counts what one sweep did.
@@ -90,6 +98,11 @@ type SweepResult struct {
 	Committed int // orders whose holds were committed (their row was confirmed)
 	Released  int // orders whose holds were released
 	Archived  int // failed rows recorded for archived tasks
+	// CheckoutsExpired counts held rows this sweep moved to expired.
+	CheckoutsExpired int
+	// Returned counts cancellations after the sale whose units this sweep
+	// finished giving back.
+	Returned int
 }
 
 // Run sweeps every Interval until ctx is done.
@@ -99,9 +112,10 @@ func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "sweep failed", "err", err)
-		} else if res.Orders > 0 || res.Archived > 0 {
+		} else if res.Orders > 0 || res.Archived > 0 || res.CheckoutsExpired > 0 || res.Returned > 0 {
 			s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
-				"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived)
+				"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived,
+				"checkouts_expired", res.CheckoutsExpired, "returned", res.Returned)
 		}
 		select {
 		case <-ctx.Done():
@@ -135,6 +149,9 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	res.Orders = len(ids)
+	if err := s.sweepCheckouts(ctx, &res); err != nil {
+		errs = append(errs, err)
+	}
 	if s.cfg.Archive != nil {
 		for _, q := range s.cfg.Queues {
 			if err := s.sweepArchived(ctx, q, &res); err != nil {
@@ -151,12 +168,15 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 // deadline, unless a row stands, and the holds follow the row that stands:
 // a slow handler that inserted confirmed first gets its holds committed.
 func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res *SweepResult) error {
-	_, inserted, settled, err := s.flow.Conclude(ctx, orders.Record{
+	row, inserted, settled, err := s.flow.Conclude(ctx, orders.Record{
 		OrderID: orderID, Status: orders.StatusExpired, Reason: orders.ReasonHoldExpired,
 		Detail: "hold passed its deadline before the order was decided",
 	}, skus)
 	if inserted {
 		res.Expired++
+	}
+	if err == nil && row.Status == orders.StatusHeld {
+		return s.settleHeld(ctx, row, res)
 	}
 	// Count the expired holds by what became of them.
 	committed, released := countIn(skus, settled.Committed), countIn(skus, settled.Released)

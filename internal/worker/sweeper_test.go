@@ -16,7 +16,7 @@ import (
 
 func newTestSweeper(t *testing.T, b *pipeBundle, now func() time.Time) *Sweeper {
 	t.Helper()
-	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Now: now, Logger: slog.New(slog.DiscardHandler)})
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Now: now, Ledger: b.catalog, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("NewSweeper: %v", err)
 	}
@@ -188,7 +188,7 @@ func TestSweeperArchivedTasks(t *testing.T) {
 		t.Fatalf("ArchiveTask(junk): %v", err)
 	}
 
-	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, Logger: slog.New(slog.DiscardHandler)})
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, Ledger: b.catalog, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

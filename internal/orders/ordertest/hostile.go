@@ -1,5 +1,5 @@
 // Package ordertest is test data shared by the tests of stockgate: a
-// catalogue of hostile order payloads that the decoder's unit tests, its
+// catalogue of hostile order payloads (and of checkout task payloads) that the decoder's unit tests, its
 // fuzz seeds and the end-to-end bad-input test all use. It is imported only
 // from tests.
 //
@@ -163,6 +163,22 @@ var Hostile = []Case{
 		Reason: `placed_at must be an RFC 3339 timestamp, got "2026-13-26T10:00:00Z"`},
 	{Name: "placed-at-unix-number", Payload: placed("bad-placed-at-unix-number", `1795687200`), HasOrderID: true, OrderID: "bad-placed-at-unix-number",
 		Reason: "placed_at must be an RFC 3339 timestamp, got number 1795687200"},
+	{Name: "hold-not-duration", Payload: hold("bad-hold-not-duration", `"ten minutes"`), HasOrderID: true, OrderID: "bad-hold-not-duration",
+		Reason: `hold must be a duration such as "10m", got "ten minutes"`},
+	{Name: "hold-number", Payload: hold("bad-hold-number", `600`), HasOrderID: true, OrderID: "bad-hold-number",
+		Reason: "hold must be a string, got number 600"},
+	{Name: "hold-negative", Payload: hold("bad-hold-negative", `"-10m"`), HasOrderID: true, OrderID: "bad-hold-negative",
+		Reason: `hold must be at least 1s, got "-10m"`},
+	{Name: "hold-zero", Payload: hold("bad-hold-zero", `"0s"`), HasOrderID: true, OrderID: "bad-hold-zero",
+		Reason: `hold must be at least 1s, got "0s"`},
+	{Name: "hold-over-limit", Payload: hold("bad-hold-over-limit", `"25h"`), HasOrderID: true, OrderID: "bad-hold-over-limit",
+		Reason: `hold must be at most 24h0m0s, got "25h"`},
+	{Name: "hold-overflow", Payload: hold("bad-hold-overflow", `"9999999999h"`), HasOrderID: true, OrderID: "bad-hold-overflow",
+		Reason: `hold must be a duration such as "10m", got "9999999999h"`},
+	{Name: "hold-empty", Payload: hold("bad-hold-empty", `""`), HasOrderID: true, OrderID: "bad-hold-empty",
+		Reason: "hold must not be empty"},
+	{Name: "hold-null", Payload: hold("bad-hold-null", `null`), HasOrderID: true, OrderID: "bad-hold-null",
+		Reason: "hold must be a string, got null"},
 
 	// Shapes.
 	{Name: "top-level-array", Payload: []byte(`[{"order_id":"bad-top-level-array","customer_id":"c-1","lines":[{"sku":"SKU-1","qty":1}]}]`),
@@ -222,6 +238,40 @@ var Hostile = []Case{
 		HasOrderID: true, OrderID: "bad-truncated", Reason: "malformed JSON: unexpected end of input"},
 }
 
+// Action is one hostile order:confirm or order:cancel payload. Every one is
+// refused with a reason starting Reason, and archives its task: a checkout
+// task changes nothing it cannot read.
+type Action struct {
+	Name    string
+	Payload []byte
+	Reason  string
+}
+
+// HostileActions is the catalogue of bad checkout task payloads: unknown
+// fields, bad ids, oversized and multi-line reasons, and the shapes.
+var HostileActions = []Action{
+	{Name: "empty", Payload: []byte(""), Reason: "empty payload"},
+	{Name: "too-large", Payload: []byte(`{"order_id":"o-1","reason":"` + strings.Repeat("x", 5000) + `"}`),
+		Reason: "payload is 5030 bytes, max 4096"},
+	{Name: "unknown-field", Payload: []byte(`{"order_id":"o-1","refund":100}`), Reason: `unknown field "refund"`},
+	{Name: "unknown-field-case", Payload: []byte(`{"Order_ID":"o-1"}`), Reason: `unknown field "Order_ID"`},
+	{Name: "order-id-missing", Payload: []byte(`{"reason":"payment_failed"}`), Reason: "order_id is required"},
+	{Name: "order-id-empty", Payload: []byte(`{"order_id":""}`), Reason: "order_id is required"},
+	{Name: "order-id-slash", Payload: []byte(`{"order_id":"o/1"}`), Reason: `order_id must be characters of A-Z a-z 0-9 _ . : -, got "o/1"`},
+	{Name: "order-id-too-long", Payload: []byte(`{"order_id":"` + strings.Repeat("o", 65) + `"}`), Reason: "order_id must be at most 64 characters, got 65"},
+	{Name: "order-id-number", Payload: []byte(`{"order_id":123}`), Reason: "order_id must be a string, got number 123"},
+	{Name: "order-id-null", Payload: []byte(`{"order_id":null}`), Reason: "order_id must be a string, got null"},
+	{Name: "order-id-twice", Payload: []byte(`{"order_id":"o-1","order_id":"o-2"}`), Reason: `duplicate key "order_id"`},
+	{Name: "reason-oversized", Payload: []byte(`{"order_id":"o-1","reason":"` + strings.Repeat("r", 201) + `"}`),
+		Reason: "reason is 201 characters, max 200"},
+	{Name: "reason-newline", Payload: []byte(`{"order_id":"o-1","reason":"paid\nnot"}`), Reason: `reason must be one line of text, got "paid\nnot"`},
+	{Name: "reason-number", Payload: []byte(`{"order_id":"o-1","reason":5}`), Reason: "reason must be a string, got number 5"},
+	{Name: "invalid-utf8", Payload: []byte(`{"order_id":"o-1","reason":"` + "\xff" + `"}`), Reason: "payload is not valid UTF-8"},
+	{Name: "top-level-array", Payload: []byte(`[{"order_id":"o-1"}]`), Reason: "payload must be a JSON object, got array"},
+	{Name: "trailing-data", Payload: []byte(`{"order_id":"o-1"}{}`), Reason: "trailing data after the JSON object"},
+	{Name: "malformed", Payload: []byte(`{"order_id":"o-1",}`), Reason: "malformed JSON"},
+}
+
 // order builds a payload from raw JSON values.
 func order(id, customer, lines string) []byte {
 	return []byte(`{"order_id":` + id + `,"customer_id":` + customer + `,"lines":` + lines + `}`)
@@ -235,6 +285,11 @@ func line(id, lines string) []byte {
 // placed builds a valid order but for its raw placed_at.
 func placed(id, placedAt string) []byte {
 	return []byte(`{"order_id":"` + id + `","customer_id":"c-1","lines":[{"sku":"SKU-1","qty":1}],"placed_at":` + placedAt + `}`)
+}
+
+// hold builds a valid order but for its raw hold.
+func hold(id, hold string) []byte {
+	return []byte(`{"order_id":"` + id + `","customer_id":"c-1","lines":[{"sku":"SKU-1","qty":1}],"hold":` + hold + `}`)
 }
 
 // withLines builds an order of n valid lines with distinct SKUs.
