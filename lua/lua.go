@@ -29,6 +29,10 @@ var (
 	rateLimit string
 	//go:embed rebuild.lua
 	rebuild string
+	//go:embed unindex.lua
+	unindex string
+	//go:embed lease.lua
+	lease string
 )
 
 // The scripts as Redis runs them. A new script is one more .lua file with
@@ -48,4 +52,8 @@ var (
 	RateLimit = prelude + rateLimit
 	// Rebuild restores a SKU's counters from Postgres after Redis lost them.
 	Rebuild = prelude + rebuild
+	// Unindex drops a SKU from the hold index if no reserve marked it since.
+	Unindex = prelude + unindex
+	// Lease takes, renews or gives up a lease.
+	Lease = prelude + lease
 )

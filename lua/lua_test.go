@@ -20,6 +20,8 @@ var scripts = map[string]string{
 	"add.lua":       lua.Add,
 	"ratelimit.lua": lua.RateLimit,
 	"rebuild.lua":   lua.Rebuild,
+	"unindex.lua":   lua.Unindex,
+	"lease.lua":     lua.Lease,
 }
 
 func readFile(t *testing.T, name string) string {

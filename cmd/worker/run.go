@@ -20,6 +20,7 @@ import (
 	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/config"
 	"github.com/stockgate/stockgate/internal/conn"
+	"github.com/stockgate/stockgate/internal/lease"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/ratelimit"
@@ -106,8 +107,15 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	qrdb := redis.NewClient(ropt)
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
+	// One sweeper of all the workers sweeps: the lease lapses after three
+	// missed sweeps, and another worker's sweeper takes over.
+	sweepLease, err := lease.New(rdb, lease.SweeperKey, 3*cfg.SweepInterval)
+	if err != nil {
+		return err
+	}
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
+		Interval: cfg.SweepInterval, Archive: inspector, Logger: log,
+		Lease: sweepLease, FullPassInterval: cfg.FullPassInterval})
 	if err != nil {
 		return err
 	}

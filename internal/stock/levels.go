@@ -125,49 +125,6 @@ type Hold struct {
 	Deadline time.Time
 }
 
-// ExpiredHolds lists up to limit holds whose deadline is at or before now,
-// across every registered SKU. The sweeper decides what to do with each.
-func (g *Gate) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error) {
-	skus, err := g.SKUs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []Hold
-	for _, sku := range skus {
-		if len(out) >= limit {
-			break
-		}
-		zs, err := g.rdb.ZRangeByScoreWithScores(ctx, DeadlinesKey(sku), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit - len(out)),
-		}).Result()
-		if err != nil {
-			return nil, fmt.Errorf("expired holds of %s: %w", sku, err)
-		}
-		for _, z := range zs {
-			out = append(out, Hold{SKU: sku, OrderID: z.Member.(string), Deadline: time.UnixMilli(int64(z.Score))})
-		}
-	}
-	return out, nil
-}
-
-// OpenHolds counts the holds not yet released or committed, across every
-// registered SKU.
-func (g *Gate) OpenHolds(ctx context.Context) (int64, error) {
-	skus, err := g.SKUs(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, sku := range skus {
-		c, err := g.rdb.ZCard(ctx, DeadlinesKey(sku)).Result()
-		if err != nil {
-			return 0, fmt.Errorf("count holds of %s: %w", sku, err)
-		}
-		n += c
-	}
-	return n, nil
-}
-
 // ErrLive is returned by Rebuild for a SKU whose available counter exists.
 var ErrLive = errors.New("sku has counters in redis")
 

@@ -41,6 +41,13 @@ type SweeperConfig struct {
 	Archive *asynq.Inspector
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// Lease, when set, lets only the sweeper holding it sweep, so that
+	// several workers do not multiply the work (sweeper_index.go).
+	Lease Lease
+	// FullPassInterval is how often, at most, a full pass over the keys
+	// starts, finding open holds the hold index lacks; default
+	// DefaultFullPassInterval.
+	FullPassInterval time.Duration
 }
 
 // archivedPerSweep bounds the archived tasks one sweep reads.
@@ -59,6 +66,7 @@ type Sweeper struct {
 	log   *slog.Logger
 	tr    trace.Tracer
 	swept metric.Int64Counter
+	idx   indexSweep // the lease and the full pass (sweeper_index.go)
 }
 
 // NewSweeper returns a Sweeper.
@@ -73,8 +81,9 @@ func NewSweeper(gate SweepGate, store Store, cfg SweeperConfig) (*Sweeper, error
 	if err != nil {
 		return nil, err
 	}
-	return &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: store, Holds: gate}, cfg: cfg,
-		log: cmp.Or(cfg.Logger, slog.Default()), tr: otel.Tracer(instrumentation), swept: swept}, nil
+	s := &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: store, Holds: gate}, cfg: cfg,
+		log: cmp.Or(cfg.Logger, slog.Default()), tr: otel.Tracer(instrumentation), swept: swept}
+	return s, s.idx.init(&s.cfg)
 }
 
 // SweepResult counts what one sweep did.
@@ -86,16 +95,23 @@ type SweepResult struct {
 	Archived  int // failed rows recorded for archived tasks
 }
 
-// Run sweeps every Interval until ctx is done.
+// Run sweeps every Interval until ctx is done, while it holds the lease
+// (if any), each time after a step of the full pass.
 func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
+	defer s.resign(ctx)
 	for {
-		if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "sweep failed", "err", err)
-		} else if res.Orders > 0 || res.Archived > 0 {
-			s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
-				"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived)
+		if s.lead(ctx) {
+			if _, err := s.FullPassStep(ctx); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "full pass step failed", "err", err)
+			}
+			if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "sweep failed", "err", err)
+			} else if res.Orders > 0 || res.Archived > 0 {
+				s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
+					"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived)
+			}
 		}
 		select {
 		case <-ctx.Done():
