@@ -30,10 +30,6 @@ import (
 	"github.com/stockgate/stockgate/migrations"
 )
 
-// stockGaugeSKUs bounds the per-SKU stock gauges: three series per SKU, for
-// the first SKUs in sort order. Larger catalogues use stockctl show.
-const stockGaugeSKUs = 100
-
 // run wires every dependency by hand, in one visible place, and blocks
 // until ctx is cancelled and the drain is over.
 func run(ctx context.Context, cfg Config, stdout io.Writer) error {
@@ -119,9 +115,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
+	stopGauges, err := registerGauges(ctx, rdb, pool, inspector, gate)
+	if err != nil {
 		return err
 	}
+	defer stopGauges()
 
 	// The admin server starts first: a bad --admin-addr should fail the
 	// start, not surface after orders were taken.
@@ -199,30 +197,6 @@ func readiness(rdb *redis.Client, pool *pgxpool.Pool) func(context.Context) erro
 		}
 		return nil
 	}
-}
-
-func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate) error {
-	return errors.Join(
-		telemetry.RegisterRedisPool("stock", rdb),
-		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, orders.Queue),
-		telemetry.RegisterHolds(gate.OpenHolds),
-		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
-			skus, err := gate.SKUs(ctx)
-			if err != nil {
-				return nil, err
-			}
-			levels, err := gate.Show(ctx, skus[:min(len(skus), stockGaugeSKUs)]...)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]telemetry.SKULevels, len(levels))
-			for i, l := range levels {
-				out[i] = telemetry.SKULevels{SKU: l.SKU, Available: l.Available, Held: l.Held, Sold: l.Sold}
-			}
-			return out, nil
-		}, stockGaugeSKUs),
-	)
 }
 
 // checkDurability warns loudly when Redis can lose stock or queued orders:

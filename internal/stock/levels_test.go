@@ -3,6 +3,7 @@ package stock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -300,4 +301,48 @@ func TestRebuild(t *testing.T) {
 			t.Errorf("Rebuild(%q, %d, %d) = nil, want an error", bad.sku, bad.stocked, bad.sold)
 		}
 	}
+}
+
+// TestSKUScans: CountSKUs, ScanSKUs and FirstSKUs see every stocked SKU,
+// whatever the number of SSCAN chunks, and FirstSKUs keeps the first n in
+// byte order.
+func TestSKUScans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, rdb := newGate(t, stock.Config{})
+	var all []string
+	for i := range 2500 {
+		all = append(all, fmt.Sprintf("S-%05d", (i*7919)%2500)) // not in order
+	}
+	if err := rdb.SAdd(ctx, stock.SKUsKey, toAny(all)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.CountSKUs(ctx); err != nil || n != 2500 {
+		t.Errorf("CountSKUs = %d, %v; want 2500", n, err)
+	}
+	seen := map[string]bool{}
+	if err := g.ScanSKUs(ctx, func(skus []string) error {
+		for _, s := range skus {
+			seen[s] = true
+		}
+		return nil
+	}); err != nil || len(seen) != 2500 {
+		t.Errorf("ScanSKUs saw %d SKUs, %v; want 2500", len(seen), err)
+	}
+	sorted := slices.Sorted(slices.Values(all))
+	for _, n := range []int{0, 1, 100, 2500, 3000} {
+		got, err := g.FirstSKUs(ctx, n)
+		want := sorted[:min(n, len(sorted))]
+		if err != nil || !slices.Equal(got, want) && !(n == 0 && len(got) == 0) {
+			t.Errorf("FirstSKUs(%d) = %d SKUs (%v…), %v; want the first %d in order", n, len(got), got[:min(len(got), 3)], err, len(want))
+		}
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
