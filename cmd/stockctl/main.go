@@ -32,6 +32,9 @@ Usage:
   stockctl [flags] migrate             apply pending database migrations
   stockctl [flags] set SKU QTY         make exactly QTY units of SKU available now
   stockctl [flags] add SKU QTY         restock SKU by QTY units
+  stockctl [flags] import [--format csv|ndjson] [--add] FILE|-
+                                       set (or with --add restock) every SKU of a
+                                       file of sku,qty lines; exit 1 if any is refused
   stockctl [flags] show [--json] [SKU…] show available, held and sold per SKU
   stockctl [flags] reconcile           compare Redis with Postgres; exit 1 on drift
   stockctl [flags] rebuild [--fence D] [--dry-run]
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, cfg, rest, stdout, stderr)
 	case "set", "add":
 		err = adjust(ctx, cfg, cmd, rest, stdout, stderr)
+	case "import":
+		err = importCmd(ctx, cfg, rest, stdout, stderr)
 	case "show":
 		err = show(ctx, cfg, rest, stdout, stderr)
 	case "reconcile":
@@ -93,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "rebuild":
 		err = rebuild(ctx, cfg, rest, stdout, stderr)
 	default:
-		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show, reconcile or rebuild)", config.ErrUsage, cmd)
+		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, import, show, reconcile or rebuild)", config.ErrUsage, cmd)
 		cmd = "" // quoted in err; as typed it could span lines
 	}
 	if err == nil {

@@ -12,6 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// MaxStock is the most units Set and Add take a SKU's available to: the
+// scripts' MAX_STOCK (lua/prelude.lua), far below where a counter stops
+// being exact.
+const MaxStock = 1_000_000_000_000
+
 // Levels are one SKU's counters. Stocked is false when the SKU was never
 // stocked (its available key is missing); the counters are then zero.
 type Levels struct {
@@ -57,10 +62,107 @@ func (g *Gate) adjust(ctx context.Context, s *redis.Script, op, sku string, qty 
 	if err != nil {
 		return Levels{}, fmt.Errorf("%s %s: %w", op, sku, err)
 	}
-	if res[0] < 0 {
-		return Levels{}, fmt.Errorf("%w: %s %s %d refused (out of range or corrupt counters)", ErrInvalid, op, sku, qty)
+	return adjustReply(op, Line{SKU: sku, Qty: qty}, res)
+}
+
+// Adjusted is what a batch Set or Add did to one SKU.
+type Adjusted struct {
+	Levels Levels // the new levels, when Err is nil
+	Err    error  // ErrInvalid for a refused line; nothing changed for it
+}
+
+// SetMany is Set for many SKUs at once, and AddMany is Add: one SADD, then
+// one pipeline of script calls, so that stocking a catalogue costs two
+// round trips per batch rather than per SKU. Each SKU's outcome is its own
+// (a refused one changed nothing), in the order of lines; a SKU given twice
+// is set or added twice, in that order. The error is for a failure that
+// may have left any of the lines done or not (Redis unreachable).
+func (g *Gate) SetMany(ctx context.Context, lines []Line) ([]Adjusted, error) {
+	return g.adjustMany(ctx, setScript, "set", 0, lines)
+}
+
+// AddMany is Add for many SKUs at once; see SetMany.
+func (g *Gate) AddMany(ctx context.Context, lines []Line) ([]Adjusted, error) {
+	return g.adjustMany(ctx, addScript, "add", 1, lines)
+}
+
+func (g *Gate) adjustMany(ctx context.Context, s *redis.Script, op string, minQty int64, lines []Line) ([]Adjusted, error) {
+	out := make([]Adjusted, len(lines))
+	var run []int
+	var members []any
+	seen := map[string]bool{}
+	for i, l := range lines {
+		switch err := CheckSKU(l.SKU); {
+		case err != nil:
+			out[i].Err = err
+		case l.Qty < minQty:
+			out[i].Err = fmt.Errorf("%w: quantity %d must be >= %d", ErrInvalid, l.Qty, minQty)
+		default:
+			run = append(run, i)
+			if !seen[l.SKU] {
+				seen[l.SKU] = true
+				members = append(members, l.SKU)
+			}
+		}
 	}
-	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
+	if len(run) == 0 {
+		return out, nil
+	}
+	// Register first, and apart: under Redis Cluster a pipeline's commands
+	// to different nodes run in no set order, and a SKU with stock but
+	// missing from the set would be invisible to show and reconcile.
+	if err := g.rdb.SAdd(ctx, SKUsKey, members...).Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	for attempt := 0; len(run) > 0; attempt++ {
+		cmds := make([]*redis.Cmd, len(run))
+		_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range run {
+				l := lines[i]
+				cmds[j] = s.EvalSha(ctx, p, []string{AvailKey(l.SKU), HeldKey(l.SKU), SoldKey(l.SKU)}, strconv.FormatInt(l.Qty, 10))
+			}
+			return nil
+		})
+		var again []int
+		for j, i := range run {
+			vals, err := cmds[j].Int64Slice()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+				again = append(again, i)
+				continue
+			}
+			switch {
+			case redis.HasErrorPrefix(err, "WRONGTYPE") || redis.HasErrorPrefix(err, "ERR"):
+				// The script raised on this SKU's keys (a hand edit of the
+				// wrong type): this line alone failed. OOM, READONLY,
+				// LOADING and a lost connection stop the batch.
+				out[i].Err = fmt.Errorf("%s %s: %w", op, lines[i].SKU, err)
+			case err != nil:
+				return nil, fmt.Errorf("%s %s: %w", op, lines[i].SKU, err)
+			default:
+				out[i].Levels, out[i].Err = adjustReply(op, lines[i], vals)
+			}
+		}
+		if len(again) > 0 {
+			// A SCRIPT FLUSH or a restarted Redis: load the script (on every
+			// master of a cluster) and send those calls again.
+			if err := s.Load(ctx, g.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("%s: load script: %w", op, err)
+			}
+		}
+		run = again
+	}
+	return out, nil
+}
+
+// adjustReply reads set's and add's {available, held, sold}.
+func adjustReply(op string, l Line, res []int64) (Levels, error) {
+	if len(res) != 3 {
+		return Levels{}, fmt.Errorf("%s %s: script returned %d values, want 3", op, l.SKU, len(res))
+	}
+	if res[0] < 0 {
+		return Levels{}, fmt.Errorf("%w: %s %s %d refused (out of range or corrupt counters)", ErrInvalid, op, l.SKU, l.Qty)
+	}
+	return Levels{SKU: l.SKU, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
 }
 
 // Show returns the levels of skus, or of every registered SKU when none are
