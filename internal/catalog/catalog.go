@@ -124,6 +124,32 @@ func (c *Catalog) CataloguedAmong(ctx context.Context, skus []string) (map[strin
 	return out, nil
 }
 
+// EachProduct calls fn with every catalogued SKU and its stocked total, in
+// byte order of SKU (COLLATE "C", the order Go sorts strings in), as the
+// rows arrive: a catalogue of millions is never held in memory. An error
+// from fn stops it and is returned.
+func (c *Catalog) EachProduct(ctx context.Context, fn func(sku string, stocked int64) error) error {
+	rows, err := c.pool.Query(ctx, `SELECT sku, stocked FROM products ORDER BY sku COLLATE "C"`)
+	if err != nil {
+		return fmt.Errorf("products: %w", err)
+	}
+	defer rows.Close()
+	var sku string
+	var stocked int64
+	for rows.Next() {
+		if err := rows.Scan(&sku, &stocked); err != nil {
+			return fmt.Errorf("products: %w", err)
+		}
+		if err := fn(sku, stocked); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("products: %w", err)
+	}
+	return nil
+}
+
 // Products returns every catalogued SKU's stocked total.
 func (c *Catalog) Products(ctx context.Context) (map[string]int64, error) {
 	rows, err := c.pool.Query(ctx, `SELECT sku, stocked FROM products`)

@@ -50,6 +50,22 @@ func TestProducts(t *testing.T) {
 			t.Errorf("Catalogued(%s) = %v, %v; want %v", sku, ok, err, want)
 		}
 	}
+	if known, err := c.CataloguedAmong(ctx, []string{"A", "D", "C"}); err != nil || !cmp.Equal(known, map[string]bool{"A": true, "C": true}) {
+		t.Errorf("CataloguedAmong(A, D, C) = %v, %v; want A and C", known, err)
+	}
+	// EachProduct goes in Go's byte order, whatever the database's collation.
+	for _, sku := range []string{"a", "_x"} {
+		if err := c.RecordStock(ctx, sku, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	if err := c.EachProduct(ctx, func(sku string, _ int64) error { order = append(order, sku); return nil }); err != nil {
+		t.Fatalf("EachProduct = %v", err)
+	}
+	if want := []string{"A", "B", "C", "_x", "a"}; !cmp.Equal(order, want) {
+		t.Errorf("EachProduct order = %v, want %v", order, want)
+	}
 }
 
 type ledgerBundle struct {

@@ -215,6 +215,36 @@ func (s *Store) ConfirmedBySKU(ctx context.Context) (map[string]int64, error) {
 	return collectMap(rows, "confirmed by sku")
 }
 
+// EachConfirmed calls fn with every SKU that confirmed orders bought and
+// their quantities summed, in byte order of SKU (COLLATE "C", Go's order),
+// as the rows arrive. An error from fn stops it and is returned.
+func (s *Store) EachConfirmed(ctx context.Context, fn func(sku string, qty int64) error) error {
+	rows, err := s.pool.Query(ctx, `
+		SELECT l.sku, sum(l.qty)::bigint
+		FROM order_lines l JOIN orders o ON o.order_id = l.order_id
+		WHERE o.status = 'confirmed'
+		GROUP BY l.sku
+		ORDER BY l.sku COLLATE "C"`)
+	if err != nil {
+		return fmt.Errorf("confirmed by sku: %w", err)
+	}
+	defer rows.Close()
+	var sku string
+	var qty int64
+	for rows.Next() {
+		if err := rows.Scan(&sku, &qty); err != nil {
+			return fmt.Errorf("confirmed by sku: %w", err)
+		}
+		if err := fn(sku, qty); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("confirmed by sku: %w", err)
+	}
+	return nil
+}
+
 func collectMap(rows pgx.Rows, what string) (map[string]int64, error) {
 	defer rows.Close()
 	out := map[string]int64{}
