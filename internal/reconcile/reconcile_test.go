@@ -70,7 +70,9 @@ func (s sorted) each(_ context.Context, fn func(string, int64) error) error {
 
 type fakeCat struct{ sorted }
 
-func (c fakeCat) EachProduct(ctx context.Context, fn func(string, int64) error) error { return c.each(ctx, fn) }
+func (c fakeCat) EachProduct(ctx context.Context, fn func(string, int64) error) error {
+	return c.each(ctx, fn)
+}
 
 type fakeSold struct{ sorted }
 
