@@ -22,11 +22,15 @@ const stockGaugeSKUs = 100
 // stock levels) are sampled in the background every gaugeInterval and
 // served from memory, so /metrics answers in bounded time at any catalogue
 // size (docs/benchmarks.md, "Big catalogues"). Finding the first SKUs in
-// sort order reads the whole set of SKUs, so at more than
-// smallCatalogue SKUs it is redone only every reselectEvery.
+// sort order reads the whole set of SKUs (a thousand SSCANs at a million),
+// so beyond smallCatalogue SKUs it is redone only when the number of SKUs
+// changed, at most every reselectAfter, and otherwise every reselectEvery
+// (SKUs are never taken out of the set, so a count that stands means the
+// same SKUs).
 const (
 	gaugeInterval  = 10 * time.Second
-	reselectEvery  = 5 * time.Minute
+	reselectAfter  = time.Minute
+	reselectEvery  = 30 * time.Minute
 	smallCatalogue = 10_000
 )
 
@@ -56,7 +60,8 @@ func registerGauges(ctx context.Context, rdb *redis.Client, pool *pgxpool.Pool, 
 type stockGauges struct {
 	gate   *stock.Gate
 	skus   []string
-	chosen time.Time
+	chosen time.Time // when skus were found
+	count  int64     // how many SKUs there were then
 }
 
 func (g *stockGauges) sample(ctx context.Context) (telemetry.StockSample, error) {
@@ -64,12 +69,13 @@ func (g *stockGauges) sample(ctx context.Context) (telemetry.StockSample, error)
 	if err != nil {
 		return telemetry.StockSample{}, err
 	}
-	if n <= smallCatalogue || time.Since(g.chosen) > reselectEvery || int64(len(g.skus)) < min(n, stockGaugeSKUs) {
+	age := time.Since(g.chosen)
+	if g.chosen.IsZero() || n <= smallCatalogue || age > reselectEvery || (n != g.count && age > reselectAfter) {
 		skus, err := g.gate.FirstSKUs(ctx, stockGaugeSKUs)
 		if err != nil {
 			return telemetry.StockSample{}, err
 		}
-		g.skus, g.chosen = skus, time.Now()
+		g.skus, g.chosen, g.count = skus, time.Now(), n
 	}
 	if len(g.skus) == 0 {
 		return telemetry.StockSample{SKUs: n}, nil
