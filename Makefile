@@ -22,7 +22,7 @@ FUZZ ?= .
 FUZZTIME ?= 1m
 FUZZPARALLEL ?=
 
-.PHONY: help build lint lint/sh openapi test test/short chaos bench bench/pipeline bench/api fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh openapi test test/short chaos bench bench/pipeline bench/api bench/catalog fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
@@ -59,6 +59,9 @@ bench/pipeline: ## the pipeline against Postgres-only and Asynq no-op, with late
 bench/api: ## the storefront API under wrk against the Go client's enqueue rate, and held long-polls (BUYERS=20000 SECS=20; installs wrk)
 	@bash scripts/deps.sh wrk
 	@bash scripts/testenv.sh --no-browser go run ./bench/pipeline -api -buyers $${BUYERS:-20000} -api-seconds $${SECS:-20} $${ARGS:-}
+
+bench/catalog: ## a big catalogue: import, Redis memory per SKU, idle worker commands/s and CPU, /metrics, show and reconcile time and memory (SKUS=1000000 ARGS=)
+	@bash scripts/testenv.sh --no-browser go run ./bench/catalog -skus $${SKUS:-1000000} $${ARGS:-}
 
 fuzz: ## every fuzz target in turn for FUZZTIME each (default 1m; FUZZ=regexp narrows)
 	@FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' FUZZPARALLEL='$(FUZZPARALLEL)' bash scripts/testenv.sh --no-browser bash scripts/fuzz.sh

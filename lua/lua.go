@@ -31,6 +31,10 @@ var (
 	rebuild string
 	//go:embed cancel.lua
 	cancel string
+	//go:embed unindex.lua
+	unindex string
+	//go:embed lease.lua
+	lease string
 )
 
 // The scripts as Redis runs them. A new script is one more .lua file with
@@ -53,4 +57,8 @@ var (
 	// Cancel gives a confirmed order's units back to available, once: a
 	// cancellation after the sale.
 	Cancel = prelude + cancel
+	// Unindex drops a SKU from the hold index if no reserve marked it since.
+	Unindex = prelude + unindex
+	// Lease takes, renews or gives up a lease.
+	Lease = prelude + lease
 )

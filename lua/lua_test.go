@@ -21,6 +21,8 @@ var scripts = map[string]string{
 	"ratelimit.lua": lua.RateLimit,
 	"rebuild.lua":   lua.Rebuild,
 	"cancel.lua":    lua.Cancel,
+	"unindex.lua":   lua.Unindex,
+	"lease.lua":     lua.Lease,
 }
 
 func readFile(t *testing.T, name string) string {

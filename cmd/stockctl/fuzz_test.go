@@ -31,6 +31,7 @@ type parsed struct {
 	Qty    int64
 	SKUs   []string
 	AsJSON bool
+	Import importArgs
 }
 
 var word = regexp.MustCompile(`^[a-z][a-z-]*$`)
@@ -57,6 +58,8 @@ func parseLine(args []string) parsed {
 			err = parseMigrate(rest, &stderr)
 		case "set", "add":
 			p.SKU, p.Qty, err = parseAdjust(p.Cmd, rest, &stderr)
+		case "import":
+			p.Import, err = parseImport(rest, &stderr)
 		case "show":
 			p.SKUs, p.AsJSON, err = parseShow(rest, &stderr)
 		case "reconcile":
@@ -119,6 +122,7 @@ func FuzzStockctlArgs(f *testing.F) {
 		{"show"}, {"show", "A", "B", "--json"}, {"show", "-json=false", "--", "-x"}, {"reconcile", "extra"},
 		{"migrate", "-h"}, {"rebuild", "--fence", "1s"}, {"set", "-redis-url=redis://u:s3cretpw@h/0", "SKU-1", "1"},
 		{"--database-url", "postgres://u:s3cretpw@h/db", "nope"}, {"-database-url"}, {"SET", "SKU-1", "1"},
+		{"import", "-"}, {"import", "--format", "tsv", "f.csv"}, {"import", "a", "b"}, {"import", "--add", "--format=ndjson", "-"},
 	} {
 		f.Add(env, configtest.Line(args...))
 	}
@@ -157,6 +161,10 @@ func checkAccepted(t *testing.T, args []string, p parsed) {
 			if stock.CheckSKU(s) != nil || !slices.Contains(args, s) {
 				t.Fatalf("stockctl %q accepted SKU %q", args, s)
 			}
+		}
+	case "import":
+		if f := p.Import.Format; (f != "csv" && f != "ndjson") || !slices.Contains(args, p.Import.Path) {
+			t.Fatalf("stockctl %q accepted import %+v; want csv or ndjson and a path from the arguments", args, p.Import)
 		}
 	case "migrate", "reconcile":
 	default:

@@ -4,14 +4,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +30,9 @@ Usage:
   stockctl [flags] migrate             apply pending database migrations
   stockctl [flags] set SKU QTY         make exactly QTY units of SKU available now
   stockctl [flags] add SKU QTY         restock SKU by QTY units
+  stockctl [flags] import [--format csv|ndjson] [--add] FILE|-
+                                       set (or with --add restock) every SKU of a
+                                       file of sku,qty lines; exit 1 if any is refused
   stockctl [flags] show [--json] [SKU…] show available, held (checkouts included) and sold per SKU
   stockctl [flags] reconcile           compare Redis with Postgres; exit 1 on drift
   stockctl [flags] rebuild [--fence D] [--dry-run]
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, cfg, rest, stdout, stderr)
 	case "set", "add":
 		err = adjust(ctx, cfg, cmd, rest, stdout, stderr)
+	case "import":
+		err = importCmd(ctx, cfg, rest, stdout, stderr)
 	case "show":
 		err = show(ctx, cfg, rest, stdout, stderr)
 	case "reconcile":
@@ -93,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "rebuild":
 		err = rebuild(ctx, cfg, rest, stdout, stderr)
 	default:
-		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, show, reconcile or rebuild)", config.ErrUsage, cmd)
+		err = fmt.Errorf("%w: unknown command %q (want migrate, set, add, import, show, reconcile or rebuild)", config.ErrUsage, cmd)
 		cmd = "" // quoted in err; as typed it could span lines
 	}
 	if err == nil {
@@ -231,26 +234,46 @@ func show(ctx context.Context, cfg config.Conn, args []string, stdout, stderr io
 		return err
 	}
 	defer rdb.Close()
-	levels, err := stock.New(rdb, stock.Config{}).Show(ctx, pos...)
-	if err != nil {
-		return err
+	gate := stock.New(rdb, stock.Config{})
+	each := func(fn func([]stock.Levels) error) error { return eachLevels(ctx, gate, fn) }
+	if len(pos) > 0 {
+		each = func(fn func([]stock.Levels) error) error {
+			levels, err := gate.Show(ctx, pos...)
+			if err != nil {
+				return err
+			}
+			return fn(levels)
+		}
 	}
 	if asJSON {
-		if levels == nil {
-			levels = []stock.Levels{}
+		arr := newJSONArray(stdout)
+		if err := each(func(levels []stock.Levels) error {
+			for _, l := range levels {
+				if err := arr.add(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(levels)
+		return arr.close()
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SKU\tAVAILABLE\tHELD\tSOLD\t")
-	for _, l := range levels {
-		if !l.Stocked {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t not stocked\n", l.SKU)
-			continue
+	// Columns align within each chunk: the table is flushed a chunk at a
+	// time, never held whole.
+	if err := each(func(levels []stock.Levels) error {
+		for _, l := range levels {
+			if !l.Stocked {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t not stocked\n", l.SKU)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l.SKU, l.Available, l.Held, l.Sold)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l.SKU, l.Available, l.Held, l.Sold)
+		return tw.Flush()
+	}); err != nil {
+		return err
 	}
 	return tw.Flush()
 }
@@ -284,38 +307,52 @@ func reconcileCmd(ctx context.Context, cfg config.Conn, args []string, stdout, s
 		return false, err
 	}
 	defer st.close()
-	rows, err := reconcile.Compare(ctx, st.gate, st.catalog, st.store)
-	if err != nil {
-		return false, err
-	}
-	drift := slices.ContainsFunc(rows, func(r reconcile.Row) bool { return len(r.Drift) > 0 })
-	if asJSON {
-		if rows == nil {
-			rows = []reconcile.Row{}
+	var agree, drifted int
+	count := func(r reconcile.Row) {
+		if len(r.Drift) > 0 {
+			drifted++
+		} else {
+			agree++
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return drift, enc.Encode(rows)
+	}
+	if asJSON {
+		arr := newJSONArray(stdout)
+		if err := reconcile.Stream(ctx, st.gate, st.catalog, st.store, func(r reconcile.Row) error {
+			count(r)
+			return arr.add(r)
+		}); err != nil {
+			return false, err
+		}
+		return drifted > 0, arr.close()
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SKU\tSTOCKED(pg)\tTOTAL(redis)\tAVAILABLE\tHELD\tSOLD\tCONFIRMED(pg)\tCHECKOUT(pg)\tRETURNED(pg)\tSTATUS")
-	for _, r := range rows {
+	err = reconcile.Stream(ctx, st.gate, st.catalog, st.store, func(r reconcile.Row) error {
+		count(r)
 		status := "ok"
 		if len(r.Drift) > 0 {
 			status = "DRIFT: " + strings.Join(r.Drift, "; ")
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.SKU, r.Stocked, r.Total, r.Available, r.Held, r.Sold, r.Confirmed,
 			r.Checkout, r.Returned, status)
+		// Columns align within each chunk of rows: never the whole table.
+		if (agree+drifted)%showChunk == 0 {
+			return tw.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return drifted > 0, err
 	}
 	if err := tw.Flush(); err != nil {
-		return drift, err
+		return drifted > 0, err
 	}
-	if drift {
-		fmt.Fprintln(stderr, "stockctl reconcile: redis and postgres disagree (see DRIFT rows above)")
+	if drifted > 0 {
+		fmt.Fprintf(stderr, "stockctl reconcile: redis and postgres disagree on %d of %d SKUs (see DRIFT rows above)\n", drifted, agree+drifted)
 	} else {
-		fmt.Fprintf(stdout, "reconcile: %d SKUs agree\n", len(rows))
+		fmt.Fprintf(stdout, "reconcile: %d SKUs agree\n", agree)
 	}
-	return drift, nil
+	return drifted > 0, nil
 }
 
 // backends are what the commands that need both Redis and Postgres work with.

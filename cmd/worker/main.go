@@ -62,6 +62,7 @@ type Config struct {
 	HandlerTimeout     time.Duration
 	MaxHold            time.Duration
 	SweepInterval      time.Duration
+	FullPassInterval   time.Duration
 	RateLimit          int
 	RateWindow         time.Duration
 	RetryBase          time.Duration
@@ -119,7 +120,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.MaxHold, "max-hold", envDur("MAX_HOLD", orders.DefaultMaxHold),
 		"the longest checkout hold an order may ask for (its \"hold\"); one asking for more is rejected [MAX_HOLD]")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", envDur("SWEEP_INTERVAL", 10*time.Second),
-		"how often the hold sweeper runs [SWEEP_INTERVAL]")
+		"how often the hold sweeper runs (one worker's, the holder of a lease in Redis) [SWEEP_INTERVAL]")
+	fs.DurationVar(&c.FullPassInterval, "sweep-full-interval", envDur("SWEEP_FULL_INTERVAL", worker.DefaultFullPassInterval),
+		"how often, at most, the sweeper starts a full pass over Redis's keys for open holds its index lacks; a pass takes 100,000 keys per sweep [SWEEP_FULL_INTERVAL]")
 	fs.IntVar(&c.RateLimit, "rate-limit", envInt("RATE_LIMIT", 0), "orders one customer may place per --rate-window; 0 is off [RATE_LIMIT]")
 	fs.DurationVar(&c.RateWindow, "rate-window", envDur("RATE_WINDOW", time.Minute), "the rate limit's window [RATE_WINDOW]")
 	fs.DurationVar(&c.RetryBase, "retry-base", envDur("RETRY_BASE", time.Second),
@@ -158,8 +161,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("--hold-ttl %v must be at least twice --handler-timeout %v, or the sweeper could expire orders still in progress", c.HoldTTL, c.HandlerTimeout)
 	case c.MaxHold < orders.MinHold || c.MaxHold > orders.MaxHoldLimit:
 		return fmt.Errorf("--max-hold %v must be from %v to %v", c.MaxHold, orders.MinHold, orders.MaxHoldLimit)
-	case c.SweepInterval <= 0:
-		return errors.New("--sweep-interval must be positive")
+	case c.SweepInterval <= 0 || c.SweepInterval > time.Hour:
+		// The sweeper's lease lives three sweeps.
+		return errors.New("--sweep-interval must be positive and at most 1h")
+	case c.FullPassInterval <= 0:
+		return errors.New("--sweep-full-interval must be positive")
 	case c.RateLimit < 0:
 		return errors.New("--rate-limit must be >= 0")
 	case c.RateLimit > 0 && c.RateWindow < time.Millisecond:
@@ -191,6 +197,7 @@ func (c Config) logAttrs() []any {
 		"concurrency", c.Concurrency, "dequeue_loops", c.DequeueLoops, "admin_addr", c.AdminAddr, "admin_auth", c.AdminUser != "",
 		"hold_ttl", c.HoldTTL.String(), "handler_timeout", c.HandlerTimeout.String(), "max_hold", c.MaxHold.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "sweep_interval", c.SweepInterval.String(),
+		"sweep_full_interval", c.FullPassInterval.String(),
 		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),
 		"queue_shards", c.QueueShards,
 	}

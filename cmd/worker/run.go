@@ -20,6 +20,7 @@ import (
 	"github.com/stockgate/stockgate/internal/admin"
 	"github.com/stockgate/stockgate/internal/catalog"
 	"github.com/stockgate/stockgate/internal/conn"
+	"github.com/stockgate/stockgate/internal/lease"
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/ratelimit"
@@ -28,10 +29,6 @@ import (
 	"github.com/stockgate/stockgate/internal/worker"
 	"github.com/stockgate/stockgate/migrations"
 )
-
-// stockGaugeSKUs bounds the per-SKU stock gauges: three series per SKU, for
-// the first SKUs in sort order. Larger catalogues use stockctl show.
-const stockGaugeSKUs = 100
 
 // run wires every dependency by hand, in one visible place, and blocks
 // until ctx is cancelled and the drain is over.
@@ -107,14 +104,23 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
 	queues := consumedQueues(inspector, cfg.QueueShards, log)
-	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Ledger: cat, Logger: log})
+	// One sweeper of all the workers sweeps: the lease lapses after three
+	// missed sweeps, and another worker's sweeper takes over.
+	sweepLease, err := lease.New(rdb, lease.SweeperKey, 3*cfg.SweepInterval)
 	if err != nil {
 		return err
 	}
-	if err := registerGauges(rdb, pool, inspector, gate, queues); err != nil {
+	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
+		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Ledger: cat, Logger: log,
+		Lease: sweepLease, FullPassInterval: cfg.FullPassInterval})
+	if err != nil {
 		return err
 	}
+	stopGauges, err := registerGauges(ctx, rdb, pool, inspector, gate, queues)
+	if err != nil {
+		return err
+	}
+	defer stopGauges()
 
 	// The admin server starts first: a bad --admin-addr should fail the
 	// start, not surface after orders were taken.
@@ -194,30 +200,6 @@ func readiness(rdb redis.UniversalClient, pool *pgxpool.Pool) func(context.Conte
 		}
 		return nil
 	}
-}
-
-func registerGauges(rdb redis.UniversalClient, pool *pgxpool.Pool, in *asynq.Inspector, gate *stock.Gate, queues []string) error {
-	return errors.Join(
-		telemetry.RegisterRedisPool("stock", rdb),
-		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, queues...),
-		telemetry.RegisterHolds(gate.OpenHolds),
-		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
-			skus, err := gate.SKUs(ctx)
-			if err != nil {
-				return nil, err
-			}
-			levels, err := gate.Show(ctx, skus[:min(len(skus), stockGaugeSKUs)]...)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]telemetry.SKULevels, len(levels))
-			for i, l := range levels {
-				out[i] = telemetry.SKULevels{SKU: l.SKU, Available: l.Available, Held: l.Held, Sold: l.Sold}
-			}
-			return out, nil
-		}, stockGaugeSKUs),
-	)
 }
 
 // consumedQueues are the queues of --queue-shards and, after a change of

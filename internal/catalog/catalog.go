@@ -44,21 +44,46 @@ func (c *Catalog) RecordStock(ctx context.Context, sku string, stocked int64) er
 // products, in one statement, so that reconcile can check Redis against the
 // catalogue and rebuild can restore Redis from it.
 func (c *Catalog) Record(ctx context.Context, m Movement) error {
-	if err := stock.CheckSKU(m.SKU); err != nil {
-		return fmt.Errorf("record stock: %w", err)
+	return c.RecordAll(ctx, []Movement{m})
+}
+
+// RecordAll is Record for many movements, in one statement: a batch of an
+// import costs one round trip. No SKU may come twice (one statement cannot
+// update a product twice); nothing is written when any movement is bad.
+func (c *Catalog) RecordAll(ctx context.Context, ms []Movement) error {
+	if len(ms) == 0 {
+		return nil
 	}
-	if m.Stocked < 0 || m.Qty < 0 {
-		return fmt.Errorf("record stock %s: stocked %d and qty %d must be >= 0", m.SKU, m.Stocked, m.Qty)
+	skus, ops := make([]string, len(ms)), make([]string, len(ms))
+	qtys, stocked := make([]int64, len(ms)), make([]int64, len(ms))
+	seen := make(map[string]bool, len(ms))
+	for i, m := range ms {
+		if err := stock.CheckSKU(m.SKU); err != nil {
+			return fmt.Errorf("record stock: %w", err)
+		}
+		if m.Stocked < 0 || m.Qty < 0 {
+			return fmt.Errorf("record stock %s: stocked %d and qty %d must be >= 0", m.SKU, m.Stocked, m.Qty)
+		}
+		if seen[m.SKU] {
+			return fmt.Errorf("record stock %s: twice in one batch", m.SKU)
+		}
+		seen[m.SKU] = true
+		skus[i], ops[i], qtys[i], stocked[i] = m.SKU, m.Op, m.Qty, m.Stocked
 	}
 	_, err := c.pool.Exec(ctx, `
 		WITH m AS (
-			INSERT INTO stock_movements (sku, op, qty, stocked) VALUES ($1, $2, $3, $4)
+			INSERT INTO stock_movements (sku, op, qty, stocked)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
 		)
-		INSERT INTO products (sku, stocked, updated_at) VALUES ($1, $4, now())
+		INSERT INTO products (sku, stocked, updated_at)
+		SELECT sku, stocked, now() FROM unnest($1::text[], $4::bigint[]) AS t (sku, stocked)
 		ON CONFLICT (sku) DO UPDATE SET stocked = excluded.stocked, updated_at = excluded.updated_at`,
-		m.SKU, m.Op, m.Qty, m.Stocked)
+		skus, ops, qtys, stocked)
 	if err != nil {
-		return fmt.Errorf("record stock %s: %w", m.SKU, err)
+		if len(ms) == 1 {
+			return fmt.Errorf("record stock %s: %w", ms[0].SKU, err)
+		}
+		return fmt.Errorf("record stock of %d SKUs: %w", len(ms), err)
 	}
 	return nil
 }
@@ -72,6 +97,57 @@ func (c *Catalog) Catalogued(ctx context.Context, sku string) (bool, error) {
 		return false, fmt.Errorf("look up product %s: %w", sku, err)
 	}
 	return ok, nil
+}
+
+// CataloguedAmong returns which of skus have ever been stocked, in one
+// query.
+func (c *Catalog) CataloguedAmong(ctx context.Context, skus []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(skus) == 0 {
+		return out, nil
+	}
+	rows, err := c.pool.Query(ctx, `SELECT sku FROM products WHERE sku = ANY($1)`, skus)
+	if err != nil {
+		return nil, fmt.Errorf("look up %d products: %w", len(skus), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("look up %d products: %w", len(skus), err)
+		}
+		out[s] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up %d products: %w", len(skus), err)
+	}
+	return out, nil
+}
+
+// EachProduct calls fn with every catalogued SKU and its stocked total, in
+// byte order of SKU (COLLATE "C", the order Go sorts strings in), as the
+// rows arrive: a catalogue of millions is never held in memory. An error
+// from fn stops it and is returned.
+func (c *Catalog) EachProduct(ctx context.Context, fn func(sku string, stocked int64) error) error {
+	rows, err := c.pool.Query(ctx, `SELECT sku, stocked FROM products ORDER BY sku COLLATE "C"`)
+	if err != nil {
+		return fmt.Errorf("products: %w", err)
+	}
+	defer rows.Close()
+	var sku string
+	var stocked int64
+	for rows.Next() {
+		if err := rows.Scan(&sku, &stocked); err != nil {
+			return fmt.Errorf("products: %w", err)
+		}
+		if err := fn(sku, stocked); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("products: %w", err)
+	}
+	return nil
 }
 
 // Products returns every catalogued SKU's stocked total.

@@ -50,6 +50,22 @@ func TestProducts(t *testing.T) {
 			t.Errorf("Catalogued(%s) = %v, %v; want %v", sku, ok, err, want)
 		}
 	}
+	if known, err := c.CataloguedAmong(ctx, []string{"A", "D", "C"}); err != nil || !cmp.Equal(known, map[string]bool{"A": true, "C": true}) {
+		t.Errorf("CataloguedAmong(A, D, C) = %v, %v; want A and C", known, err)
+	}
+	// EachProduct goes in Go's byte order, whatever the database's collation.
+	for _, sku := range []string{"a", "_x"} {
+		if err := c.RecordStock(ctx, sku, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	if err := c.EachProduct(ctx, func(sku string, _ int64) error { order = append(order, sku); return nil }); err != nil {
+		t.Fatalf("EachProduct = %v", err)
+	}
+	if want := []string{"A", "B", "C", "_x", "a"}; !cmp.Equal(order, want) {
+		t.Errorf("EachProduct order = %v, want %v", order, want)
+	}
 }
 
 type ledgerBundle struct {
@@ -163,5 +179,61 @@ func TestLedgerRebuildFence(t *testing.T) {
 	cancel()
 	if got, err := b.ledger.Rebuild(ctx, []string{"RB-1"}, time.Hour); err == nil || len(got) != 0 {
 		t.Errorf("Rebuild(cancelled, fence 1h) = %v, %v; want an error and nothing rebuilt", got, err)
+	}
+}
+
+// TestLedgerBatches: SetAll and AddAll follow set's and add's rules line by
+// line, in a batch: a bad SKU, a catalogued SKU without counters and a
+// restock past the limit are refused with nothing written for them; a SKU
+// with an open hold keeps it; every line done is one stock movement, and
+// the catalogue's total is Redis's.
+func TestLedgerBatches(t *testing.T) {
+	t.Parallel()
+	b, ctx := setupLedger(t), context.Background()
+	if err := b.cat.RecordStock(ctx, "B-LOST", 50); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ledger.Set(ctx, "B-HELD", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.gate.Reserve(ctx, "o-1", []stock.Line{{SKU: "B-HELD", Qty: 4}}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.ledger.SetAll(ctx, []Change{{"B-NEW", 7}, {"{bad}", 1}, {"B-LOST", 3}, {"B-HELD", 2}, {"B-NEG", -1}})
+	if err != nil {
+		t.Fatalf("SetAll = %v", err)
+	}
+	wantErr := []error{nil, stock.ErrInvalid, ErrCountersLost, nil, stock.ErrInvalid}
+	for i, r := range res {
+		if !errors.Is(r.Err, wantErr[i]) || (wantErr[i] == nil) != (r.Err == nil) {
+			t.Errorf("SetAll line %d: %v, want %v", i, r.Err, wantErr[i])
+		}
+	}
+	if want := (stock.Levels{SKU: "B-HELD", Available: 2, Held: 4, Stocked: true}); res[3].Levels != want {
+		t.Errorf("SetAll B-HELD = %+v, want %+v (the hold kept)", res[3].Levels, want)
+	}
+	res, err = b.ledger.AddAll(ctx, []Change{{"B-NEW", 3}, {"B-HELD", 1_000_000_000_000}, {"B-ZERO", 0}})
+	if err != nil {
+		t.Fatalf("AddAll = %v", err)
+	}
+	if res[0].Err != nil || res[0].Levels.Available != 10 || !errors.Is(res[1].Err, stock.ErrInvalid) || !errors.Is(res[2].Err, stock.ErrInvalid) {
+		t.Errorf("AddAll = %+v; want B-NEW at 10, the others refused", res)
+	}
+	p, err := b.cat.Products(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int64{"B-LOST": 50, "B-HELD": 6, "B-NEW": 10}, p); diff != "" {
+		t.Errorf("Products() mismatch (-want +got):\n%s", diff)
+	}
+	var n int
+	if err := b.cat.pool.QueryRow(ctx, `SELECT count(*) FROM stock_movements`).Scan(&n); err != nil || n != 5 {
+		t.Errorf("stock_movements rows = %d, %v; want 5 (B-LOST's record, B-HELD's set, and the 3 lines done)", n, err)
+	}
+	if _, err := b.ledger.SetAll(ctx, []Change{{"B-NEW", 1}, {"B-NEW", 2}}); err == nil {
+		t.Errorf("SetAll with a SKU twice = nil error, want one")
+	}
+	if lv, _ := b.gate.Show(ctx, "B-LOST"); lv[0].Stocked {
+		t.Errorf("B-LOST has counters after a refused line: %+v", lv[0])
 	}
 }

@@ -14,8 +14,8 @@ import (
 // Gate is what the ledger needs from the stock gate (*stock.Gate).
 type Gate interface {
 	Show(ctx context.Context, skus ...string) ([]stock.Levels, error)
-	Set(ctx context.Context, sku string, qty int64) (stock.Levels, error)
-	Add(ctx context.Context, sku string, qty int64) (stock.Levels, error)
+	SetMany(ctx context.Context, lines []stock.Line) ([]stock.Adjusted, error)
+	AddMany(ctx context.Context, lines []stock.Line) ([]stock.Adjusted, error)
 	Rebuild(ctx context.Context, sku string, stocked, sold int64) (stock.Levels, error)
 }
 
@@ -51,43 +51,134 @@ var ErrNotRecorded = errors.New("stock changed in redis but the catalogue was no
 
 // Set makes exactly qty units of sku available now and records it.
 func (l *Ledger) Set(ctx context.Context, sku string, qty int64) (stock.Levels, error) {
-	return l.adjust(ctx, "set", sku, qty)
+	return l.one(ctx, "set", sku, qty)
 }
 
 // Add restocks sku by qty units and records it.
 func (l *Ledger) Add(ctx context.Context, sku string, qty int64) (stock.Levels, error) {
-	return l.adjust(ctx, "add", sku, qty)
+	return l.one(ctx, "add", sku, qty)
 }
 
-func (l *Ledger) adjust(ctx context.Context, op, sku string, qty int64) (stock.Levels, error) {
-	cur, err := l.gate.Show(ctx, sku)
-	if err != nil {
+func (l *Ledger) one(ctx context.Context, op, sku string, qty int64) (stock.Levels, error) {
+	res, err := l.apply(ctx, op, []Change{{SKU: sku, Qty: qty}})
+	if err != nil && !errors.Is(err, ErrNotRecorded) {
 		return stock.Levels{}, err
 	}
-	if !cur[0].Stocked {
-		known, err := l.cat.Catalogued(ctx, sku)
-		if err != nil {
-			return stock.Levels{}, err
+	if res[0].Err != nil {
+		return res[0].Levels, res[0].Err
+	}
+	return res[0].Levels, err
+}
+
+// Change is one line of a batch set or add: a SKU and a quantity.
+type Change struct {
+	SKU string
+	Qty int64
+}
+
+// Changed is what a batch did with one line.
+type Changed struct {
+	Levels stock.Levels // the new levels, when Redis changed
+	// Err says why the line was refused (stock.ErrInvalid, ErrCountersLost;
+	// nothing changed for it), or, with ErrNotRecorded, that Redis changed
+	// but the catalogue was not updated.
+	Err error
+}
+
+// SetAll is Set for a batch of lines, and AddAll is Add: the same rules line
+// by line (a SKU with open holds keeps them; a catalogued SKU without
+// counters is refused with ErrCountersLost), with a handful of round trips
+// for the whole batch instead of a handful per line. No SKU may come twice
+// in one batch. Each line's outcome is in its Changed; the error is for a
+// failure that stopped the batch: Redis or Postgres unreachable, or, with
+// ErrNotRecorded, Redis changed and the catalogue not (re-run to mend).
+func (l *Ledger) SetAll(ctx context.Context, changes []Change) ([]Changed, error) {
+	return l.apply(ctx, "set", changes)
+}
+
+// AddAll is Add for a batch of lines; see SetAll.
+func (l *Ledger) AddAll(ctx context.Context, changes []Change) ([]Changed, error) {
+	return l.apply(ctx, "add", changes)
+}
+
+func (l *Ledger) apply(ctx context.Context, op string, changes []Change) ([]Changed, error) {
+	out := make([]Changed, len(changes))
+	var valid []string
+	seen := make(map[string]bool, len(changes))
+	for i, c := range changes {
+		if seen[c.SKU] {
+			return nil, fmt.Errorf("%s: %s twice in one batch", op, c.SKU)
 		}
-		if known {
-			return stock.Levels{}, fmt.Errorf("%s: %w", sku, ErrCountersLost)
+		seen[c.SKU] = true
+		if err := stock.CheckSKU(c.SKU); err != nil {
+			out[i].Err = err
+			continue
+		}
+		valid = append(valid, c.SKU)
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	cur, err := l.gate.Show(ctx, valid...)
+	if err != nil {
+		return nil, err
+	}
+	var unstocked []string
+	for _, lv := range cur {
+		if !lv.Stocked {
+			unstocked = append(unstocked, lv.SKU)
 		}
 	}
-	var lv stock.Levels
+	lost, err := l.cat.CataloguedAmong(ctx, unstocked)
+	if err != nil {
+		return nil, err
+	}
+	var lines []stock.Line
+	var idx []int
+	for i, c := range changes {
+		switch {
+		case out[i].Err != nil:
+		case lost[c.SKU]:
+			out[i].Err = fmt.Errorf("%s: %w", c.SKU, ErrCountersLost)
+		default:
+			lines = append(lines, stock.Line{SKU: c.SKU, Qty: c.Qty})
+			idx = append(idx, i)
+		}
+	}
+	if len(lines) == 0 {
+		return out, nil
+	}
+	var adj []stock.Adjusted
 	if op == "set" {
-		lv, err = l.gate.Set(ctx, sku, qty)
+		adj, err = l.gate.SetMany(ctx, lines)
 	} else {
-		lv, err = l.gate.Add(ctx, sku, qty)
+		adj, err = l.gate.AddMany(ctx, lines)
 	}
 	if err != nil {
-		return stock.Levels{}, err
+		return nil, err
+	}
+	var ms []Movement
+	var moved []int
+	for j, a := range adj {
+		i := idx[j]
+		if a.Err != nil {
+			out[i].Err = a.Err
+			continue
+		}
+		out[i].Levels = a.Levels
+		ms = append(ms, Movement{SKU: lines[j].SKU, Op: op, Qty: lines[j].Qty, Stocked: a.Levels.Total()})
+		moved = append(moved, i)
 	}
 	// Redis changed first: the catalogue keeps the stocked total so that
 	// reconcile can tell a lost Redis counter from a sale.
-	if err := l.cat.Record(ctx, Movement{SKU: sku, Op: op, Qty: qty, Stocked: lv.Total()}); err != nil {
-		return lv, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	if err := l.cat.RecordAll(ctx, ms); err != nil {
+		err = fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		for _, i := range moved {
+			out[i].Err = err
+		}
+		return out, err
 	}
-	return lv, nil
+	return out, nil
 }
 
 // Missing lists, sorted, the catalogued SKUs that have no counters in Redis.

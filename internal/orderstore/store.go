@@ -235,6 +235,50 @@ func (s *Store) sumBySKU(ctx context.Context, what, where string) (map[string]in
 	return collectMap(rows, what)
 }
 
+// EachConfirmed calls fn with every SKU that confirmed orders bought and
+// their quantities summed, in byte order of SKU (COLLATE "C", Go's order),
+// as the rows arrive. An error from fn stops it and is returned.
+func (s *Store) EachConfirmed(ctx context.Context, fn func(sku string, qty int64) error) error {
+	return s.eachBySKU(ctx, "confirmed by sku", `o.status = 'confirmed'`, fn)
+}
+
+// EachHeld is EachConfirmed for held orders: the checkouts in progress.
+func (s *Store) EachHeld(ctx context.Context, fn func(sku string, qty int64) error) error {
+	return s.eachBySKU(ctx, "held by sku", `o.status = 'held'`, fn)
+}
+
+// EachReturned is EachConfirmed for orders cancelled after their sale.
+func (s *Store) EachReturned(ctx context.Context, fn func(sku string, qty int64) error) error {
+	return s.eachBySKU(ctx, "cancelled after sale by sku", `o.status = 'cancelled' AND o.previous_status = 'confirmed'`, fn)
+}
+
+func (s *Store) eachBySKU(ctx context.Context, what, where string, fn func(sku string, qty int64) error) error {
+	rows, err := s.pool.Query(ctx, `
+		SELECT l.sku, sum(l.qty)::bigint
+		FROM order_lines l JOIN orders o ON o.order_id = l.order_id
+		WHERE `+where+`
+		GROUP BY l.sku
+		ORDER BY l.sku COLLATE "C"`)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var sku string
+	var qty int64
+	for rows.Next() {
+		if err := rows.Scan(&sku, &qty); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if err := fn(sku, qty); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
 func collectMap(rows pgx.Rows, what string) (map[string]int64, error) {
 	defer rows.Close()
 	out := map[string]int64{}

@@ -278,6 +278,7 @@ func TestStoreConfirmedBySKU(t *testing.T) {
 		{OrderID: "o-4", Status: orders.StatusFailed, Reason: "retries_exhausted", Lines: []orders.Line{{SKU: "B", Qty: 7}}},
 		{OrderID: "o-5", Status: orders.StatusExpired, Reason: "hold_expired"},
 		{OrderID: "o-6", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "C", Qty: 10000}}},
+		{OrderID: "o-7", Status: orders.StatusConfirmed, Lines: []orders.Line{{SKU: "a", Qty: 1}, {SKU: "_z", Qty: 1}}},
 	} {
 		b.decide(t, rec)
 	}
@@ -285,8 +286,21 @@ func TestStoreConfirmedBySKU(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ConfirmedBySKU() = %v, want nil", err)
 	}
-	if diff := cmp.Diff(map[string]int64{"A": 7, "B": 1, "C": 10000}, got); diff != "" {
+	if diff := cmp.Diff(map[string]int64{"A": 7, "B": 1, "C": 10000, "_z": 1, "a": 1}, got); diff != "" {
 		t.Errorf("ConfirmedBySKU() mismatch (-want +got):\n%s", diff)
+	}
+	// EachConfirmed gives the same in Go's byte order, whatever the
+	// database's collation ("_" sorts between upper and lower case).
+	var skus []string
+	var qtys []int64
+	if err := b.store.EachConfirmed(ctx, func(sku string, qty int64) error {
+		skus, qtys = append(skus, sku), append(qtys, qty)
+		return nil
+	}); err != nil {
+		t.Fatalf("EachConfirmed = %v", err)
+	}
+	if !cmp.Equal(skus, []string{"A", "B", "C", "_z", "a"}) || !cmp.Equal(qtys, []int64{7, 1, 10000, 1, 1}) {
+		t.Errorf("EachConfirmed = %v %v, want A B C _z a in byte order with their sums", skus, qtys)
 	}
 }
 

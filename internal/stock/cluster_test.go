@@ -206,7 +206,9 @@ type scriptLog struct {
 	// noscript counts the pipelined script calls that came back NOSCRIPT
 	// (each is then sent again on its own).
 	noscript int
-	// after, when set, runs after each script call sent alone returns.
+	// after, when set, runs after each script call sent alone returns, and
+	// after each pipeline with a script call in it (a reserve goes with its
+	// index marks).
 	after func()
 }
 
@@ -266,7 +268,7 @@ func (l *scriptLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
 		l.mu.Lock()
-		defer l.mu.Unlock()
+		logged := false
 		for _, cmd := range cmds {
 			c, ok := scriptCallOf(cmd)
 			switch {
@@ -275,7 +277,13 @@ func (l *scriptLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 				l.noscript++
 			default:
 				l.calls = append(l.calls, c)
+				logged = true
 			}
+		}
+		after := l.after
+		l.mu.Unlock()
+		if logged && after != nil {
+			after()
 		}
 		return err
 	}

@@ -124,6 +124,10 @@ type scriptCall struct {
 	keys   []string
 	args   []any
 	reply  func(vals []any, err error)
+	// marked says the call relies on the batch's index marks: when they
+	// fail, so does the call, and its caller retries (a hold with no mark
+	// would wait for the sweeper's full pass).
+	marked bool
 }
 
 // runOps runs a batch: one reserve call and one commit call per slot (and
@@ -145,13 +149,22 @@ func (g *Gate) runOps(ctx context.Context, ops []op) []opRes {
 	for _, idx := range g.chunk(cs, func(i int) (string, int) { return ops[i].commit.skus[0], len(ops[i].commit.skus) }) {
 		calls = append(calls, g.commitCall(ops, idx, out))
 	}
-	g.run(ctx, calls)
+	// Every SKU a reserve may take a hold on goes into the hold index in
+	// the same round trip (index.go): the script cannot write it, since
+	// under Redis Cluster the index lives in other slots.
+	m := marks{}
+	for _, i := range rs {
+		for _, l := range ops[i].reserve.lines {
+			m.add(l.SKU, ops[i].reserve.deadline.UnixMilli())
+		}
+	}
+	g.run(ctx, calls, m)
 	return out
 }
 
 // reserveCall is one reserve script call over the orders at idx.
 func (g *Gate) reserveCall(ops []op, idx []int, out []opRes) scriptCall {
-	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx))}
+	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx)), marked: true}
 	c.args[0] = strconv.Itoa(len(idx))
 	for _, i := range idx {
 		r := ops[i].reserve
@@ -320,29 +333,41 @@ func (g *Gate) chunk(idx []int, of func(i int) (sku string, lines int)) [][]int 
 	return calls
 }
 
-// run sends a batch's script calls: a lone call directly (EVALSHA, EVAL on
-// NOSCRIPT), several in one pipeline, which a cluster client splits by
-// node.
-func (g *Gate) run(ctx context.Context, calls []scriptCall) {
-	if len(calls) == 1 {
+// run sends a batch's index marks and script calls: a lone call with no
+// marks directly (EVALSHA, EVAL on NOSCRIPT), anything more in one
+// pipeline, marks first, which a cluster client splits by node.
+func (g *Gate) run(ctx context.Context, calls []scriptCall, m marks) {
+	if len(calls) == 1 && len(m) == 0 {
 		c := calls[0]
 		vals, err := c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
 		c.reply(vals, err)
 		return
 	}
+	var markCmds []*redis.IntCmd
 	cmds := make([]*redis.Cmd, len(calls))
 	_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		markCmds = m.queue(ctx, p)
 		for i, c := range calls {
 			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
 		}
 		return nil
 	})
+	var markErr error
+	for _, c := range markCmds {
+		if err := c.Err(); err != nil {
+			markErr = fmt.Errorf("mark hold index: %w", err)
+			break
+		}
+	}
 	for i, c := range calls {
 		vals, err := cmds[i].Slice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A SCRIPT FLUSH or a restarted Redis: this call alone again,
 			// through Run, which loads the script.
 			vals, err = c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
+		}
+		if err == nil && c.marked && markErr != nil {
+			err = markErr
 		}
 		c.reply(vals, err)
 	}

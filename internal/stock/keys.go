@@ -23,9 +23,10 @@ func HoldKey(sku, orderID string) string { return keyPrefix + "{" + sku + "}:hol
 // their hold deadline in unix milliseconds. The sweeper reads it.
 func DeadlinesKey(sku string) string { return keyPrefix + "{" + sku + "}:deadlines" }
 
-// SKUsKey is the set of every SKU ever stocked, so the sweeper and
-// reconcile can find them without SCAN. It lives outside any SKU's slot and
-// is written by Set and Add only, never on an order's path.
+// SKUsKey is the set of every SKU ever stocked, so that show, reconcile and
+// the gauges can find them without SCAN. It lives outside any SKU's slot
+// and is written by Set, Add and Rebuild only, never on an order's path.
+// The sweeper reads the hold index instead (index.go).
 const SKUsKey = keyPrefix + "skus"
 
 // lineKeys is the five-key layout every order script shares.

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// MaxStock is the most units Set and Add take a SKU's available to: the
+// scripts' MAX_STOCK (lua/prelude.lua), far below where a counter stops
+// being exact.
+const MaxStock = 1_000_000_000_000
 
 // Levels are one SKU's counters. Stocked is false when the SKU was never
 // stocked (its available key is missing); the counters are then zero.
@@ -59,27 +62,124 @@ func (g *Gate) adjust(ctx context.Context, s *redis.Script, op, sku string, qty 
 	if err != nil {
 		return Levels{}, fmt.Errorf("%s %s: %w", op, sku, err)
 	}
-	if res[0] < 0 {
-		return Levels{}, fmt.Errorf("%w: %s %s %d refused (out of range or corrupt counters)", ErrInvalid, op, sku, qty)
+	return adjustReply(op, Line{SKU: sku, Qty: qty}, res)
+}
+
+// Adjusted is what a batch Set or Add did to one SKU.
+type Adjusted struct {
+	Levels Levels // the new levels, when Err is nil
+	Err    error  // ErrInvalid for a refused line; nothing changed for it
+}
+
+// SetMany is Set for many SKUs at once, and AddMany is Add: one SADD, then
+// one pipeline of script calls, so that stocking a catalogue costs two
+// round trips per batch rather than per SKU. Each SKU's outcome is its own
+// (a refused one changed nothing), in the order of lines; a SKU given twice
+// is set or added twice, in that order. The error is for a failure that
+// may have left any of the lines done or not (Redis unreachable).
+func (g *Gate) SetMany(ctx context.Context, lines []Line) ([]Adjusted, error) {
+	return g.adjustMany(ctx, setScript, "set", 0, lines)
+}
+
+// AddMany is Add for many SKUs at once; see SetMany.
+func (g *Gate) AddMany(ctx context.Context, lines []Line) ([]Adjusted, error) {
+	return g.adjustMany(ctx, addScript, "add", 1, lines)
+}
+
+func (g *Gate) adjustMany(ctx context.Context, s *redis.Script, op string, minQty int64, lines []Line) ([]Adjusted, error) {
+	out := make([]Adjusted, len(lines))
+	var run []int
+	var members []any
+	seen := map[string]bool{}
+	for i, l := range lines {
+		switch err := CheckSKU(l.SKU); {
+		case err != nil:
+			out[i].Err = err
+		case l.Qty < minQty:
+			out[i].Err = fmt.Errorf("%w: quantity %d must be >= %d", ErrInvalid, l.Qty, minQty)
+		default:
+			run = append(run, i)
+			if !seen[l.SKU] {
+				seen[l.SKU] = true
+				members = append(members, l.SKU)
+			}
+		}
 	}
-	return Levels{SKU: sku, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
+	if len(run) == 0 {
+		return out, nil
+	}
+	// Register first, and apart: under Redis Cluster a pipeline's commands
+	// to different nodes run in no set order, and a SKU with stock but
+	// missing from the set would be invisible to show and reconcile.
+	if err := g.rdb.SAdd(ctx, SKUsKey, members...).Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	for attempt := 0; len(run) > 0; attempt++ {
+		cmds := make([]*redis.Cmd, len(run))
+		_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range run {
+				l := lines[i]
+				cmds[j] = s.EvalSha(ctx, p, []string{AvailKey(l.SKU), HeldKey(l.SKU), SoldKey(l.SKU)}, strconv.FormatInt(l.Qty, 10))
+			}
+			return nil
+		})
+		var again []int
+		for j, i := range run {
+			vals, err := cmds[j].Int64Slice()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+				again = append(again, i)
+				continue
+			}
+			switch {
+			case redis.HasErrorPrefix(err, "WRONGTYPE") || redis.HasErrorPrefix(err, "ERR"):
+				// The script raised on this SKU's keys (a hand edit of the
+				// wrong type): this line alone failed. OOM, READONLY,
+				// LOADING and a lost connection stop the batch.
+				out[i].Err = fmt.Errorf("%s %s: %w", op, lines[i].SKU, err)
+			case err != nil:
+				return nil, fmt.Errorf("%s %s: %w", op, lines[i].SKU, err)
+			default:
+				out[i].Levels, out[i].Err = adjustReply(op, lines[i], vals)
+			}
+		}
+		if len(again) > 0 {
+			// A SCRIPT FLUSH or a restarted Redis: load the script (on every
+			// master of a cluster) and send those calls again.
+			if err := s.Load(ctx, g.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("%s: load script: %w", op, err)
+			}
+		}
+		run = again
+	}
+	return out, nil
+}
+
+// adjustReply reads set's and add's {available, held, sold}.
+func adjustReply(op string, l Line, res []int64) (Levels, error) {
+	if len(res) != 3 {
+		return Levels{}, fmt.Errorf("%s %s: script returned %d values, want 3", op, l.SKU, len(res))
+	}
+	if res[0] < 0 {
+		return Levels{}, fmt.Errorf("%w: %s %s %d refused (out of range or corrupt counters)", ErrInvalid, op, l.SKU, l.Qty)
+	}
+	return Levels{SKU: l.SKU, Available: res[0], Held: res[1], Sold: res[2], Stocked: true}, nil
 }
 
 // Show returns the levels of skus, or of every SKU when none are given
-// (the registered ones and any with counters, ScanSKUs), sorted by SKU.
+// (ScanSKUs: the registered ones and, under a cluster, any with counters),
+// sorted by SKU. For a catalogue of millions, read it a chunk at a time
+// instead (stockctl show does).
 // Each SKU's three counters are read in one MGET, so they are consistent
 // with each other.
 func (g *Gate) Show(ctx context.Context, skus ...string) ([]Levels, error) {
 	if len(skus) == 0 {
-		reg, err := g.SKUs(ctx)
-		if err != nil {
+		if err := g.ScanSKUs(ctx, func(found []string) error {
+			skus = append(skus, found...)
+			return nil
+		}); err != nil {
 			return nil, err
 		}
-		found, err := g.ScanSKUs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		skus = slices.Compact(slices.Sorted(slices.Values(append(reg, found...))))
+		skus = slices.Compact(slices.Sorted(slices.Values(skus)))
 	}
 	for _, s := range skus {
 		if err := CheckSKU(s); err != nil {
@@ -126,90 +226,11 @@ func (g *Gate) SKUs(ctx context.Context) ([]string, error) {
 	return skus, nil
 }
 
-// ScanSKUs lists, sorted, every SKU whose available counter exists, by
-// SCAN on every master of a cluster (or the one server). It is for operator
-// commands, not a hot path: SKUsKey lives in one slot, and a failover of
-// its master can lose a member whose counters live on and sell on another.
-func (g *Gate) ScanSKUs(ctx context.Context) ([]string, error) {
-	var mu sync.Mutex
-	var out []string
-	scan := func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, keyPrefix+"{*}:avail", 1000).Iterator()
-		for it.Next(ctx) {
-			// A hold key of an order id ending in ":avail" matches too; its
-			// "SKU" holds a brace, which no SKU may.
-			sku := strings.TrimSuffix(strings.TrimPrefix(it.Val(), keyPrefix+"{"), "}:avail")
-			if CheckSKU(sku) == nil {
-				mu.Lock()
-				out = append(out, sku)
-				mu.Unlock()
-			}
-		}
-		return it.Err()
-	}
-	var err error
-	switch c := g.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		err = scan(ctx, c)
-	default:
-		err = fmt.Errorf("client %T is neither one node nor a cluster", c)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("scan skus: %w", err)
-	}
-	return slices.Compact(slices.Sorted(slices.Values(out))), nil
-}
-
 // Hold is one order's hold on one SKU.
 type Hold struct {
 	SKU      string
 	OrderID  string
 	Deadline time.Time
-}
-
-// ExpiredHolds lists up to limit holds whose deadline is at or before now,
-// across every registered SKU. The sweeper decides what to do with each.
-func (g *Gate) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error) {
-	skus, err := g.SKUs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []Hold
-	for _, sku := range skus {
-		if len(out) >= limit {
-			break
-		}
-		zs, err := g.rdb.ZRangeByScoreWithScores(ctx, DeadlinesKey(sku), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit - len(out)),
-		}).Result()
-		if err != nil {
-			return nil, fmt.Errorf("expired holds of %s: %w", sku, err)
-		}
-		for _, z := range zs {
-			out = append(out, Hold{SKU: sku, OrderID: z.Member.(string), Deadline: time.UnixMilli(int64(z.Score))})
-		}
-	}
-	return out, nil
-}
-
-// OpenHolds counts the holds not yet released or committed, across every
-// registered SKU.
-func (g *Gate) OpenHolds(ctx context.Context) (int64, error) {
-	skus, err := g.SKUs(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, sku := range skus {
-		c, err := g.rdb.ZCard(ctx, DeadlinesKey(sku)).Result()
-		if err != nil {
-			return 0, fmt.Errorf("count holds of %s: %w", sku, err)
-		}
-		n += c
-	}
-	return n, nil
 }
 
 // ErrLive is returned by Rebuild for a SKU whose available counter exists.

@@ -3,6 +3,7 @@ package stock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -299,5 +300,82 @@ func TestRebuild(t *testing.T) {
 		if _, err := g.Rebuild(ctx, bad.sku, bad.stocked, bad.sold); err == nil {
 			t.Errorf("Rebuild(%q, %d, %d) = nil, want an error", bad.sku, bad.stocked, bad.sold)
 		}
+	}
+}
+
+// TestSKUScans: CountSKUs, ScanSKUs and FirstSKUs see every stocked SKU,
+// whatever the number of SSCAN chunks, and FirstSKUs keeps the first n in
+// byte order.
+func TestSKUScans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, rdb := newGate(t, stock.Config{})
+	var all []string
+	for i := range 2500 {
+		all = append(all, fmt.Sprintf("S-%05d", (i*7919)%2500)) // not in order
+	}
+	if err := rdb.SAdd(ctx, stock.SKUsKey, toAny(all)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.CountSKUs(ctx); err != nil || n != 2500 {
+		t.Errorf("CountSKUs = %d, %v; want 2500", n, err)
+	}
+	seen := map[string]bool{}
+	if err := g.ScanSKUs(ctx, func(skus []string) error {
+		for _, s := range skus {
+			seen[s] = true
+		}
+		return nil
+	}); err != nil || len(seen) != 2500 {
+		t.Errorf("ScanSKUs saw %d SKUs, %v; want 2500", len(seen), err)
+	}
+	sorted := slices.Sorted(slices.Values(all))
+	for _, n := range []int{0, 1, 100, 2500, 3000} {
+		got, err := g.FirstSKUs(ctx, n)
+		want := sorted[:min(n, len(sorted))]
+		if err != nil || !slices.Equal(got, want) && !(n == 0 && len(got) == 0) {
+			t.Errorf("FirstSKUs(%d) = %d SKUs (%v…), %v; want the first %d in order", n, len(got), got[:min(len(got), 3)], err, len(want))
+		}
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// TestSetMany: a batch is line by line: a bad line or one whose keys the
+// script refuses fails alone, the others are done, also when Redis has
+// forgotten the script (SCRIPT FLUSH) and when a SKU comes twice.
+func TestSetMany(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, rdb := newGate(t, stock.Config{})
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, stock.HeldKey("WT"), "x", "1").Err(); err != nil { // a hash where a counter goes
+		t.Fatal(err)
+	}
+	res, err := g.SetMany(ctx, []stock.Line{{SKU: "M-1", Qty: 5}, {SKU: "WT", Qty: 1}, {SKU: "{x}", Qty: 1}, {SKU: "M-1", Qty: 6}, {SKU: "M-2", Qty: -1}})
+	if err != nil {
+		t.Fatalf("SetMany = %v", err)
+	}
+	if res[0].Err != nil || res[3].Err != nil || res[3].Levels.Available != 6 {
+		t.Errorf("SetMany M-1 twice = %+v, %+v; want 5 then 6", res[0], res[3])
+	}
+	if res[1].Err == nil || !errors.Is(res[2].Err, stock.ErrInvalid) || !errors.Is(res[4].Err, stock.ErrInvalid) {
+		t.Errorf("SetMany refusals = %v, %v, %v; want WT's WRONGTYPE and two ErrInvalid", res[1].Err, res[2].Err, res[4].Err)
+	}
+	wantLevels(t, g, stock.Levels{SKU: "M-1", Available: 6, Stocked: true})
+	res, err = g.AddMany(ctx, []stock.Line{{SKU: "M-1", Qty: 4}, {SKU: "M-3", Qty: 0}})
+	if err != nil || res[0].Levels.Available != 10 || !errors.Is(res[1].Err, stock.ErrInvalid) {
+		t.Errorf("AddMany = %+v, %v; want M-1 at 10, M-3 refused", res, err)
+	}
+	if skus, err := g.SKUs(ctx); err != nil || !slices.Equal(skus, []string{"M-1", "WT"}) {
+		t.Errorf("SKUs = %v, %v; want M-1 and WT registered (WT's counters are its own to mend)", skus, err)
 	}
 }

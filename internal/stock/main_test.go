@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,12 @@ func snapshot(t testing.TB, rdb redis.Cmdable) map[string]string {
 	}
 	out := make(map[string]string, len(keys))
 	for _, k := range keys {
+		if strings.HasPrefix(k, "sg:{holding:") {
+			// The hold index is left out: a reserve marks its SKUs in the
+			// round trip of its script, refused or not, and an entry with
+			// nothing held only sends the sweeper to look (index.go).
+			continue
+		}
 		typ := rdb.Type(ctx, k).Val()
 		var v any
 		switch typ {

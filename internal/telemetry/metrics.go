@@ -77,23 +77,31 @@ type SKULevels struct {
 	Available, Held, Sold int64
 }
 
+// StockSample is what the stock gauges show: the levels of some SKUs, and
+// how many SKUs are stocked in all (len(Levels) when 0).
+type StockSample struct {
+	SKUs   int64
+	Levels []SKULevels
+}
+
 // RegisterStock exports stockgate_stock_units{sku, state="available"|"held"|
-// "sold"} from levels, called once per scrape.
+// "sold"} from sample, called once per scrape: at a large catalogue, a
+// Sampler's Get, so that the scrape reads memory.
 //
 // Cardinality bound: a catalogue can hold any number of SKUs, a Prometheus
 // server cannot hold any number of series. At most maxSKUs SKUs are exported
-// (DefaultMaxSKUs when maxSKUs <= 0): when levels returns more, the first
+// (DefaultMaxSKUs when maxSKUs <= 0): when sample returns more, the first
 // maxSKUs in byte order of the SKU are kept, so the exported set stays the
-// same from scrape to scrape. stockgate_stock_skus reports how many SKUs
-// levels returned, so a truncated view is visible. A levels callback that
-// knows better (the SKUs on sale today) should return at most maxSKUs itself.
-func RegisterStock(levels func(ctx context.Context) ([]SKULevels, error), maxSKUs int) error {
-	_, err := registerStock(meter(), levels, maxSKUs)
+// same from scrape to scrape. stockgate_stock_skus reports how many SKUs are
+// stocked in all, so a truncated view is visible. A sample that knows
+// better (the SKUs on sale today) should return at most maxSKUs itself.
+func RegisterStock(sample func(ctx context.Context) (StockSample, error), maxSKUs int) error {
+	_, err := registerStock(meter(), sample, maxSKUs)
 	return err
 }
 
 // RegisterHolds exports stockgate_holds_outstanding from open, called once
-// per scrape.
+// per scrape (a Sampler's Get, for the same reason as RegisterStock's).
 func RegisterHolds(open func(ctx context.Context) (int64, error)) error {
 	_, err := registerHolds(meter(), open)
 	return err
@@ -313,8 +321,8 @@ func registerQueues(m metric.Meter, in *asynq.Inspector, queues ...string) (metr
 	}, tasks, latency, paused, processed, failed)
 }
 
-func registerStock(m metric.Meter, levels func(ctx context.Context) ([]SKULevels, error), maxSKUs int) (metric.Registration, error) {
-	if levels == nil {
+func registerStock(m metric.Meter, sample func(ctx context.Context) (StockSample, error), maxSKUs int) (metric.Registration, error) {
+	if sample == nil {
 		return nil, errors.New("stock metrics: nil levels func")
 	}
 	if maxSKUs <= 0 {
@@ -334,11 +342,12 @@ func registerStock(m metric.Meter, levels func(ctx context.Context) ([]SKULevels
 	return m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, callbackTimeout)
 		defer cancel()
-		ls, err := levels(ctx)
+		smp, err := sample(ctx)
 		if err != nil {
 			return fmt.Errorf("stock levels: %w", err)
 		}
-		o.ObserveInt64(skus, int64(len(ls)))
+		ls := smp.Levels
+		o.ObserveInt64(skus, max(smp.SKUs, int64(len(ls))))
 		if len(ls) > maxSKUs {
 			ls = slices.SortedFunc(slices.Values(ls), func(a, b SKULevels) int { return strings.Compare(a.SKU, b.SKU) })[:maxSKUs]
 		}

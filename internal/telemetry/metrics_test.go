@@ -252,35 +252,37 @@ func TestQueueObserverTimeout(t *testing.T) {
 func TestRegisterStock(t *testing.T) {
 	t.Parallel()
 
-	levels := func(n int) func(context.Context) ([]SKULevels, error) {
-		return func(context.Context) ([]SKULevels, error) {
+	levels := func(n int, all int64) func(context.Context) (StockSample, error) {
+		return func(context.Context) (StockSample, error) {
 			var out []SKULevels
 			for i := n - 1; i >= 0; i-- { // reverse order: the bound must sort
 				out = append(out, SKULevels{SKU: fmt.Sprintf("SKU-%03d", i), Available: int64(i), Held: 1, Sold: 2})
 			}
-			return out, nil
+			return StockSample{SKUs: all, Levels: out}, nil
 		}
 	}
 	tests := []struct {
 		name     string
 		skus     int
+		all      int64 // StockSample.SKUs; 0 leaves it to len(Levels)
 		maxSKUs  int
 		wantSKUs int
 	}{
-		{"under the bound", 3, 10, 3},
-		{"over the bound", 12, 10, 10},
-		{"default bound", DefaultMaxSKUs + 50, 0, DefaultMaxSKUs},
+		{"under the bound", 3, 0, 10, 3},
+		{"over the bound", 12, 0, 10, 10},
+		{"default bound", DefaultMaxSKUs + 50, 0, 0, DefaultMaxSKUs},
+		{"a sample of a larger catalogue", 10, 1_000_000, 10, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := newMeter(t)
-			if _, err := registerStock(b.meter, levels(tt.skus), tt.maxSKUs); err != nil {
+			if _, err := registerStock(b.meter, levels(tt.skus, tt.all), tt.maxSKUs); err != nil {
 				t.Fatalf("registerStock: %v", err)
 			}
 			got := b.mustCollect(t)
-			if n := got["stockgate.stock.skus{}"]; n != float64(tt.skus) {
-				t.Errorf("stockgate.stock.skus = %v, want %d (all SKUs, bound or not)", n, tt.skus)
+			if n := got["stockgate.stock.skus{}"]; n != float64(max(tt.all, int64(tt.skus))) {
+				t.Errorf("stockgate.stock.skus = %v, want %d (all SKUs, bound or not)", n, max(tt.all, int64(tt.skus)))
 			}
 			series := 0
 			for k := range got {
@@ -345,3 +347,44 @@ func TestRegisterNil(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestSampler: Get answers from memory with the last sample; before the
+// first, and once sampling has failed for three intervals, it fails, so a
+// gauge goes missing rather than show a value that stopped being true.
+func TestSampler(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n, fail := 0, false
+	s := NewSampler(10*time.Millisecond, func(ctx context.Context) (int, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the sampled function's context has no deadline")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return 0, errors.New("redis: i/o timeout")
+		}
+		n++
+		return n, nil
+	})
+	if _, err := s.Get(context.Background()); err == nil {
+		t.Errorf("Get before Start = nil error, want one")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.Start(ctx)
+	defer s.Stop()
+	testsvc.Poll(t, 5*time.Second, "a few samples", func() bool {
+		v, err := s.Get(context.Background())
+		return err == nil && v >= 3
+	})
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	testsvc.Poll(t, 5*time.Second, "Get to fail once sampling fails", func() bool {
+		_, err := s.Get(context.Background())
+		return err != nil && strings.Contains(err.Error(), "i/o timeout")
+	})
+	s.Stop()
+	s.Stop() // a second Stop is harmless
+}

@@ -258,6 +258,9 @@ func (p *Process) Err() error {
 // Signal sends sig to the process.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Pid is the process's id, for a test that reads /proc about it.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Kill resumes the process (a test may have frozen it with SIGSTOP), ends
 // it with SIGKILL and waits until it has exited.
 func (p *Process) Kill() {

@@ -8,8 +8,8 @@
 // the rule "holds follow the row that stands" lives in one place.
 //
 // It states the small interfaces it needs from the stock gate, the order
-// store and the catalogue (Gate, Store, Catalog, Limiter, SweepGate) where
-// it uses them; cmd/worker wires the real ones. It must not parse payloads
+// store, the catalogue and the sweeper's lease (Gate, Store, Catalog,
+// Limiter, SweepGate, IndexGate, Lease) where it uses them; cmd/worker wires the real ones. It must not parse payloads
 // itself (internal/orders does), change stock except through the gate, or
 // write rows except through the store.
 package worker

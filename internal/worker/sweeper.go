@@ -47,6 +47,13 @@ type SweeperConfig struct {
 	Ledger orders.Ledger
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Lease, when set, lets only the sweeper holding it sweep, so that
+	// several workers do not multiply the work (sweeper_index.go).
+	Lease Lease
+	// FullPassInterval is how often, at most, a full pass over the keys
+	// starts, finding open holds the hold index lacks; default
+	// DefaultFullPassInterval.
+	FullPassInterval time.Duration
 }
 
 // archivedPerSweep bounds the archived tasks one sweep reads of each queue.
@@ -65,6 +72,7 @@ type Sweeper struct {
 	log   *slog.Logger
 	tr    trace.Tracer
 	swept metric.Int64Counter
+	idx   indexSweep // the lease and the full pass (sweeper_index.go)
 }
 
 // NewSweeper returns a Sweeper.
@@ -87,8 +95,9 @@ func NewSweeper(gate SweepGate, store SweepStore, cfg SweeperConfig) (*Sweeper, 
 		return nil, err
 	}
 	tr := otel.Tracer(instrumentation)
-	return &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: tracedRows{store, tr, moves}, Holds: gate, Ledger: cfg.Ledger},
-		cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), tr: tr, swept: swept}, nil
+	s := &Sweeper{gate: gate, store: store, flow: orders.Flow{Rows: tracedRows{store, tr, moves}, Holds: gate, Ledger: cfg.Ledger},
+		cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), tr: tr, swept: swept}
+	return s, s.idx.init(&s.cfg)
 }
 
 // SweepResult counts what one sweep did.
@@ -105,17 +114,24 @@ type SweepResult struct {
 	Returned int
 }
 
-// Run sweeps every Interval until ctx is done.
+// Run sweeps every Interval until ctx is done, while it holds the lease
+// (if any), each time after a step of the full pass.
 func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
+	defer s.resign(ctx)
 	for {
-		if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "sweep failed", "err", err)
-		} else if res.Orders > 0 || res.Archived > 0 || res.CheckoutsExpired > 0 || res.Returned > 0 {
-			s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
-				"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived,
-				"checkouts_expired", res.CheckoutsExpired, "returned", res.Returned)
+		if s.lead(ctx) {
+			if _, err := s.FullPassStep(ctx); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "full pass step failed", "err", err)
+			}
+			if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "sweep failed", "err", err)
+			} else if res.Orders > 0 || res.Archived > 0 || res.CheckoutsExpired > 0 || res.Returned > 0 {
+				s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
+					"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived,
+					"checkouts_expired", res.CheckoutsExpired, "returned", res.Returned)
+			}
 		}
 		select {
 		case <-ctx.Done():
