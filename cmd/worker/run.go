@@ -107,7 +107,8 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	defer qrdb.Close()
 	inspector := asynq.NewInspectorFromRedisClient(qrdb)
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Logger: log})
+		Interval: cfg.SweepInterval, Archive: inspector, ArchiveClient: asynq.NewClientFromRedisClient(qrdb),
+		Queues: []string{orders.Queue}, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func registerGauges(rdb *redis.Client, pool *pgxpool.Pool, in *asynq.Inspector, 
 	return errors.Join(
 		telemetry.RegisterRedisPool("stock", rdb),
 		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, orders.Queue),
+		telemetry.RegisterQueues(in, orders.Queue, orders.SettledQueue(orders.Queue)),
 		telemetry.RegisterHolds(gate.OpenHolds),
 		telemetry.RegisterStock(func(ctx context.Context) ([]telemetry.SKULevels, error) {
 			skus, err := gate.SKUs(ctx)
