@@ -148,7 +148,8 @@ func (c *Client) queueFor(string) string { return orders.Queue }
 // Submit validates o and enqueues it. A refused order is an *InvalidError
 // and nothing is enqueued. An order id submitted before, whose task is
 // still queued, running or retained, gets ErrDuplicate when the order is the
-// same (a retry) and ErrConflict when it is not. Once Submit returns nil the
+// same (a retry) and ErrConflict when it is not. A Redis that reached its
+// maxmemory refuses the order with ErrRedisFull. Once Submit returns nil the
 // order is in Redis: a worker decides it, and Wait tells the outcome.
 //
 // The span "order:place publish" is a child of ctx's span, and the workers'
@@ -173,6 +174,9 @@ func (c *Client) Submit(ctx context.Context, o Order) error {
 		err = c.duplicate(ctx, io, queue)
 		span.SetAttributes(attribute.String("order.outcome", "duplicate"))
 		return fail(err)
+	case redis.IsOOMError(err):
+		span.RecordError(err)
+		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, ErrRedisFull))
 	case err != nil:
 		span.RecordError(err)
 		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, err))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,5 +300,38 @@ func TestNewClientErrors(t *testing.T) {
 			_ = c.Close()
 			t.Errorf("NewClient(%+v) = nil error, want one", cfg)
 		}
+	}
+}
+
+// TestSubmitRedisFull: a Redis at its maxmemory (noeviction) refuses the
+// order with ErrRedisFull and nothing is enqueued; once maxmemory is raised
+// the same order goes in.
+func TestSubmitRedisFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := testsvc.NewRedis(t, "--maxmemory-policy", "noeviction")
+	c, err := NewClient(ctx, Config{RedisURL: r.URL(0)})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	rdb := r.Client(0)
+	t.Cleanup(func() { _ = rdb.Close() })
+	// One byte: every write that may grow memory is refused.
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Submit(ctx, order("full-1", 1))
+	if !errors.Is(err, ErrRedisFull) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Submit with Redis full = %v, want one line wrapping ErrRedisFull", err)
+	}
+	if n, err := rdb.Exists(ctx, "asynq:{orders}:t:full-1").Result(); err != nil || n != 0 {
+		t.Errorf("task full-1 exists = %d, %v; want nothing enqueued", n, err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(ctx, order("full-1", 1)); err != nil {
+		t.Errorf("Submit once maxmemory is raised = %v, want nil", err)
 	}
 }

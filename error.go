@@ -23,6 +23,13 @@ var ErrConflict = errors.New("order id already submitted with a different order"
 // was never stocked (Client.Stock).
 var ErrNotFound = errors.New("not found")
 
+// ErrRedisFull means Redis refused the order because it reached its
+// maxmemory (stockgate runs it with noeviction, so it refuses writes rather
+// than dropping keys): nothing was enqueued. Orders accepted before wait
+// until an operator raises maxmemory, then complete; submitting this one
+// again later is safe (docs/reliability.md, "Redis is full").
+var ErrRedisFull = errors.New("redis is full (maxmemory reached): nothing was enqueued; raise maxmemory, see docs/reliability.md")
+
 // ErrNoDatabase is returned by Status and Wait on a client made without
 // Config.DatabaseURL.
 var ErrNoDatabase = errors.New("stockgate client has no DatabaseURL: Status and Wait read the order rows in Postgres")

@@ -115,6 +115,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err := registerGauges(rdb, pool, inspector, gate); err != nil {
 		return err
 	}
+	// Read in the background: an alert on used/max fires before a sale
+	// fills Redis (docs/reliability.md, "Redis is full").
+	stopMemory, err := telemetry.RegisterRedisMemory(rdb, 0)
+	if err != nil {
+		return err
+	}
+	defer stopMemory()
 
 	// The admin server starts first: a bad --admin-addr should fail the
 	// start, not surface after orders were taken.
