@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -174,7 +175,7 @@ func (c *Client) Submit(ctx context.Context, o Order) error {
 		err = c.duplicate(ctx, io, queue)
 		span.SetAttributes(attribute.String("order.outcome", "duplicate"))
 		return fail(err)
-	case redis.IsOOMError(err):
+	case isOOM(err):
 		span.RecordError(err)
 		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, ErrRedisFull))
 	case err != nil:
@@ -182,6 +183,13 @@ func (c *Client) Submit(ctx context.Context, o Order) error {
 		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, err))
 	}
 	return nil
+}
+
+// isOOM reports a Redis refusal for want of memory (maxmemory reached under
+// noeviction). Asynq keeps the Redis error in the chain for single
+// commands, but only its text for a script's.
+func isOOM(err error) bool {
+	return err != nil && (redis.IsOOMError(err) || strings.Contains(err.Error(), "OOM command not allowed"))
 }
 
 // duplicate tells a retry of the same order (ErrDuplicate) from another

@@ -317,6 +317,12 @@ func TestSubmitRedisFull(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	rdb := r.Client(0)
 	t.Cleanup(func() { _ = rdb.Close() })
+	// The first Submit makes Asynq register the queue, which it does once
+	// per client: the refusal below then comes from its enqueue script, not
+	// from that command.
+	if err := c.Submit(ctx, order("ok-1", 1)); err != nil {
+		t.Fatalf("Submit(ok-1): %v", err)
+	}
 	// One byte: every write that may grow memory is refused.
 	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
