@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -42,7 +43,7 @@ const (
 //	redis       SIGKILL Redis, start it again from its AOF (appendfsync always)
 //	postgres    stop Postgres for 1-12 s, then start it
 //	scriptflush SCRIPT FLUSH every 100 ms for 2-10 s
-//	sweep       one sweep with a clock past every hold's deadline, racing the handlers between their reserve and their row
+//	sweep       sweeps every 20 ms for 2-8 s with a clock past every hold's deadline, racing the handlers between their reserve and their row
 var soakKinds = []string{"kill", "stop", "stop-long", "slow", "redis", "postgres", "scriptflush", "sweep"}
 
 // soakQuickKinds are the faults of the short soak in make test: none waits
@@ -147,6 +148,7 @@ type soakOrder struct {
 	o        stockgate.Order
 	hash     string
 	dup      bool          // also delivered under a second task id
+	fragile  bool          // submitted with a retry budget of 1, so an outage can exhaust it
 	resubmit time.Duration // > 0: submitted again this long after
 	conflict bool          // then also another payload under its id
 }
@@ -168,6 +170,9 @@ type soakBad struct {
 	id      string // the task id
 	orderID string // "" for junk
 	payload []byte
+	// maxRetry 1 lets an outage archive the task before a worker could
+	// record its rejection: the sweeper then must.
+	maxRetry int
 }
 
 // soakSchedule draws the cycles from the seed, in order: cycle n depends on
@@ -205,9 +210,9 @@ func (s *soakSchedule) cycle() soakCycle {
 	s.next++
 	r := s.faults
 	c := soakCycle{n: s.next, load: between(r, 10*time.Second, 30*time.Second), restock: map[string]int64{}}
-	for _, sku := range s.skus {
-		c.restock[sku] = 20 + r.Int64N(181)
-	}
+	// Between a third of the sale's demand and all of it: the sale sells
+	// out on some SKUs, with holds, commits and rejections all mixed.
+	supply := 0.3 + 0.7*r.Float64()
 	// Faults, none overlapping another on the same target.
 	busy := map[string][][2]time.Duration{}
 	free := func(target string, from, to time.Duration) bool {
@@ -237,7 +242,7 @@ func (s *soakSchedule) cycle() soakCycle {
 		case "scriptflush":
 			f.dur = between(r, 2*time.Second, 10*time.Second)
 		case "sweep":
-			f.dur = 0
+			f.dur = between(r, 2*time.Second, 8*time.Second)
 		}
 		target := f.kind
 		if slices.Contains([]string{"kill", "stop", "stop-long", "slow"}, f.kind) {
@@ -267,14 +272,24 @@ func (s *soakSchedule) cycle() soakCycle {
 		o.PlacedAt = &at
 		so := soakOrder{at: time.Duration(float64(i) / float64(rate) * float64(time.Second)), o: o, hash: internalOrder(o).Hash()}
 		so.dup = l.Float64() < 0.1
+		so.fragile = l.Float64() < 0.1
 		if l.Float64() < 0.1 {
 			so.resubmit = between(l, 200*time.Millisecond, 5*time.Second)
 			so.conflict = l.Float64() < 0.3
 		}
 		c.orders = append(c.orders, so)
 	}
+	demand := map[string]int64{}
+	for _, so := range c.orders {
+		for _, ln := range so.o.Lines {
+			demand[ln.SKU] += ln.Qty
+		}
+	}
+	for _, sku := range s.skus {
+		c.restock[sku] = 1 + int64(supply*float64(demand[sku]))
+	}
 	for i := range 2 + l.IntN(3) {
-		b := soakBad{at: between(l, 0, c.load), id: fmt.Sprintf("soak-%d-bad-%d", c.n, i)}
+		b := soakBad{at: between(l, 0, c.load), id: fmt.Sprintf("soak-%d-bad-%d", c.n, i), maxRetry: []int{1, 25}[l.IntN(2)]}
 		if i%2 == 0 {
 			b.payload = []byte(`{"junk":` + strconv.Itoa(i) + `}`)
 		} else {
@@ -315,8 +330,9 @@ type soakWorld struct {
 	pg     *testsvc.Postgres
 	sched  *soakSchedule
 	slots  []*soakSlot
-	client *stockgate.Client
-	ac     *asynq.Client
+	client  *stockgate.Client
+	fragile *stockgate.Client // MaxRetry 1
+	ac      *asynq.Client
 	insp   *asynq.Inspector
 	gate   *stock.Gate
 	store  *orderstore.Store
@@ -346,6 +362,13 @@ func newSoakWorld(t *testing.T, sc soakConfig) *soakWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.client.Close() })
+	// A producer with a budget of one retry: an outage ends its orders
+	// failed (retries_exhausted), or archived for the sweeper to record.
+	w.fragile, err = stockgate.NewClient(context.Background(), stockgate.Config{RedisURL: c.redis.URL(0), MaxRetry: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.fragile.Close() })
 	w.ac = asynq.NewClientFromRedisClient(c.rdb)
 	w.insp = asynq.NewInspectorFromRedisClient(c.rdb)
 	w.gate = stock.New(c.rdb, stock.Config{})
@@ -628,27 +651,22 @@ func (w *soakWorld) faultEvents(f soakFault, bg *sync.WaitGroup) []soakEvent {
 		return []soakEvent{start(func() {
 			bg.Go(func() {
 				sw, err := worker.NewSweeper(w.gate, w.store, worker.SweeperConfig{
-					Now: func() time.Time { return time.Now().Add(soakHoldTTL + time.Second) }})
+					Logger: slog.New(slog.DiscardHandler),
+					Now:    func() time.Time { return time.Now().Add(soakHoldTTL + time.Second) }})
 				if err != nil {
 					w.t.Errorf("NewSweeper: %v", err)
 					return
 				}
-				res, err := sw.SweepOnce(context.Background())
-				w.count("swept_ahead", res.Orders)
-				if err != nil && !isOutage(err) {
-					w.count("sweep_errors", 1)
+				// Sweep all the time: a hold lives milliseconds between a
+				// reserve and its row.
+				for until := time.Now().Add(f.dur); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+					res, _ := sw.SweepOnce(context.Background()) // an outage may refuse it; the next try goes on
+					w.count("swept_ahead", res.Expired)
 				}
 			})
 		})}
 	}
 	return nil
-}
-
-// isOutage says an error is one of the outages the soak causes.
-func isOutage(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "connection refused") || strings.Contains(s, "EOF") || strings.Contains(s, "shutting down") ||
-		strings.Contains(s, "broken pipe") || strings.Contains(s, "reset by peer")
 }
 
 // sale submits the cycle's orders at their offsets, as storefronts would:
@@ -676,7 +694,7 @@ func (w *soakWorld) sale(c soakCycle) {
 			time.Sleep(d) // the sale's pace
 		}
 		work <- func() {
-			if !w.submit(so.o, so.hash) {
+			if !w.submit(so) {
 				return
 			}
 			if so.dup {
@@ -698,11 +716,16 @@ func (w *soakWorld) sale(c soakCycle) {
 	later.Wait()
 }
 
-// submit places o, retrying through outages; true once it is accepted.
-func (w *soakWorld) submit(o stockgate.Order, hash string) bool {
+// submit places the order, retrying through outages; true once it is
+// accepted.
+func (w *soakWorld) submit(so soakOrder) bool {
+	o, hash, client := so.o, so.hash, w.client
+	if so.fragile {
+		client = w.fragile
+	}
 	var err error
 	for try := range 8 {
-		err = w.client.Submit(context.Background(), o)
+		err = client.Submit(context.Background(), o)
 		switch {
 		case err == nil, try > 0 && errors.Is(err, stockgate.ErrDuplicate) && !errors.Is(err, stockgate.ErrConflict):
 			// A retry that finds the task: an earlier try got it in.
@@ -763,7 +786,7 @@ func (w *soakWorld) resubmit(so soakOrder) {
 // submitBad puts a bad task on the queue, as a buggy producer skipping the
 // client's validation would.
 func (w *soakWorld) submitBad(b soakBad) {
-	task := asynq.NewTask(orders.TaskType, b.payload, asynq.Queue(orders.Queue), asynq.TaskID(b.id), asynq.MaxRetry(25))
+	task := asynq.NewTask(orders.TaskType, b.payload, asynq.Queue(orders.Queue), asynq.TaskID(b.id), asynq.MaxRetry(b.maxRetry))
 	for range 8 {
 		if _, err := w.ac.Enqueue(task); err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
 			w.mu.Lock()
@@ -875,6 +898,10 @@ func (w *soakWorld) check(c soakCycle, ids []string) {
 	for id, so := range w.accepted {
 		row := rows[id]
 		byStatus[row.Status]++
+		switch row.Reason {
+		case orders.ReasonTaskArchived, orders.ReasonRetriesExhausted, orders.ReasonHoldExpired:
+			w.counts[row.Reason]++
+		}
 		if !row.Status.Valid() {
 			t.Errorf("I2: %s has status %q", id, row.Status)
 		}
