@@ -324,19 +324,19 @@ type soakSlot struct {
 // soakWorld is the running soak: services, workers, storefront, and what
 // was accepted.
 type soakWorld struct {
-	t      *testing.T
-	sc     soakConfig
-	c      *cluster
-	pg     *testsvc.Postgres
-	sched  *soakSchedule
-	slots  []*soakSlot
+	t       *testing.T
+	sc      soakConfig
+	c       *cluster
+	pg      *testsvc.Postgres
+	sched   *soakSchedule
+	slots   []*soakSlot
 	client  *stockgate.Client
 	fragile *stockgate.Client // MaxRetry 1
 	ac      *asynq.Client
-	insp   *asynq.Inspector
-	gate   *stock.Gate
-	store  *orderstore.Store
-	start  time.Time
+	insp    *asynq.Inspector
+	gate    *stock.Gate
+	store   *orderstore.Store
+	start   time.Time
 
 	redisUp, pgUp bool
 	faultsRun     int
