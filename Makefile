@@ -12,7 +12,7 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 # Knobs: make bench BENCH=Reserve BENCHTIME=2s COUNT=5, make fuzz FUZZTIME=5m FUZZPARALLEL=1,
-# make test PKG=./internal/stock/... TESTFLAGS=-v.
+# make test PKG=./internal/stock/... TESTFLAGS=-v, make soak SEED=42 DURATION=30m FAULTS=kill,redis.
 PKG ?= ./...
 TESTFLAGS ?=
 BENCH ?= .
@@ -22,7 +22,7 @@ FUZZ ?= .
 FUZZTIME ?= 1m
 FUZZPARALLEL ?=
 
-.PHONY: help build lint lint/sh openapi test test/short chaos bench bench/pipeline bench/api bench/catalog fuzz run stop compose-e2e compose-check clean
+.PHONY: help build lint lint/sh openapi test test/short chaos soak bench bench/pipeline bench/api bench/catalog fuzz run stop compose-e2e compose-check clean
 
 help: ## list the targets
 	@echo "stockgate make targets:"
@@ -49,6 +49,9 @@ test/short: openapi ## the quick tests only (-short), with -race
 
 chaos: ## every chaos scenario, the slow ones too: kills, restarts, freezes (CHAOS_RUN=regexp narrows)
 	@bash scripts/testenv.sh --no-browser bash scripts/chaos.sh
+
+soak: ## a seeded fault schedule: sales under kills, freezes, Redis and Postgres restarts, checked after each quiet period (SEED=, DURATION=10m, FAULTS=all)
+	@SEED='$(SEED)' DURATION='$(DURATION)' FAULTS='$(FAULTS)' bash scripts/testenv.sh --no-browser bash scripts/soak.sh
 
 bench: ## benchmarks with allocations (BENCH=regexp BENCHTIME=1s COUNT=1 PKG=./...)
 	@bash scripts/testenv.sh --no-browser go test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime '$(BENCHTIME)' -count '$(COUNT)' $(PKG)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -167,7 +168,8 @@ func (c *Client) queueFor(orderID string) string { return orders.QueueFor(orderI
 // Submit validates o and enqueues it. A refused order is an *InvalidError
 // and nothing is enqueued. An order id submitted before, whose task is
 // still queued, running or retained, gets ErrDuplicate when the order is the
-// same (a retry) and ErrConflict when it is not. Once Submit returns nil the
+// same (a retry) and ErrConflict when it is not. A Redis that reached its
+// maxmemory refuses the order with ErrRedisFull. Once Submit returns nil the
 // order is in Redis: a worker decides it, and Wait tells the outcome.
 //
 // The span "order:place publish" is a child of ctx's span, and the workers'
@@ -195,11 +197,21 @@ func (c *Client) Submit(ctx context.Context, o Order) error {
 		err = c.duplicate(ctx, io, queue)
 		span.SetAttributes(attribute.String("order.outcome", "duplicate"))
 		return fail(err)
+	case isOOM(err):
+		span.RecordError(err)
+		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, ErrRedisFull))
 	case err != nil:
 		span.RecordError(err)
 		return fail(fmt.Errorf("enqueue %s: %w", o.OrderID, err))
 	}
 	return nil
+}
+
+// isOOM reports a Redis refusal for want of memory (maxmemory reached under
+// noeviction). Asynq keeps the Redis error in the chain for single
+// commands, but only its text for a script's.
+func isOOM(err error) bool {
+	return err != nil && (redis.IsOOMError(err) || strings.Contains(err.Error(), "OOM command not allowed"))
 }
 
 // duplicate tells a retry of the same order (ErrDuplicate) from another

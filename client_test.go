@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,5 +339,44 @@ func TestSubmitQueueShards(t *testing.T) {
 	}
 	if _, err := NewClient(ctx, Config{QueueShards: orders.MaxQueueShards + 1}); err == nil {
 		t.Errorf("NewClient(QueueShards %d) = nil error, want a refusal", orders.MaxQueueShards+1)
+	}
+}
+
+// TestSubmitRedisFull: a Redis at its maxmemory (noeviction) refuses the
+// order with ErrRedisFull and nothing is enqueued; once maxmemory is raised
+// the same order goes in.
+func TestSubmitRedisFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := testsvc.NewRedis(t, "--maxmemory-policy", "noeviction")
+	c, err := NewClient(ctx, Config{RedisURL: r.URL(0)})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	rdb := r.Client(0)
+	t.Cleanup(func() { _ = rdb.Close() })
+	// The first Submit makes Asynq register the queue, which it does once
+	// per client: the refusal below then comes from its enqueue script, not
+	// from that command.
+	if err := c.Submit(ctx, order("ok-1", 1)); err != nil {
+		t.Fatalf("Submit(ok-1): %v", err)
+	}
+	// One byte: every write that may grow memory is refused.
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Submit(ctx, order("full-1", 1))
+	if !errors.Is(err, ErrRedisFull) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Submit with Redis full = %v, want one line wrapping ErrRedisFull", err)
+	}
+	if n, err := rdb.Exists(ctx, "asynq:{orders}:t:full-1").Result(); err != nil || n != 0 {
+		t.Errorf("task full-1 exists = %d, %v; want nothing enqueued", n, err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(ctx, order("full-1", 1)); err != nil {
+		t.Errorf("Submit once maxmemory is raised = %v, want nil", err)
 	}
 }

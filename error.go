@@ -29,6 +29,13 @@ var ErrNotFound = errors.New("not found")
 // sold nothing to cancel). errors.Is matches it; nothing changed.
 var ErrTooLate = errors.New("too late")
 
+// ErrRedisFull means Redis refused the order because it reached its
+// maxmemory (stockgate runs it with noeviction, so it refuses writes rather
+// than dropping keys): nothing was enqueued. Orders accepted before wait
+// until an operator raises maxmemory, then complete; submitting this one
+// again later is safe (docs/reliability.md, "Redis is full").
+var ErrRedisFull = errors.New("redis is full (maxmemory reached): nothing was enqueued; raise maxmemory, see docs/reliability.md")
+
 // ErrNoDatabase is returned by Status and Wait on a client made without
 // Config.DatabaseURL.
 var ErrNoDatabase = errors.New("stockgate client has no DatabaseURL: Status and Wait read the order rows in Postgres")

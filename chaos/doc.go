@@ -8,4 +8,8 @@
 // one line of figures starting with "chaos:". The quick scenarios run in
 // make test; STOCKGATE_CHAOS=all (make chaos) runs the ones that wait for
 // Asynq's lease recovery too. docs/reliability.md has the matrix.
+//
+// TestSoak plays a schedule of sales and overlapping faults drawn from a
+// seed (make soak SEED=S DURATION=D), checking I1 to I5 and reconcile after
+// each quiet period; make test runs a one-minute one.
 package chaos

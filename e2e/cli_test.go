@@ -165,7 +165,7 @@ func TestFlashSaleCommands(t *testing.T) {
 	for _, want := range []string{
 		`stockgate_orders_total{`, `status="confirmed"`, `reason="out_of_stock"`,
 		`stockgate_reserve_duration_seconds_bucket`, `stockgate_stock_units{`, `sku="FS-1"`,
-		`stockgate_queue_tasks{`, `go_goroutines`,
+		`stockgate_queue_tasks{`, `go_goroutines`, `stockgate_redis_used_memory_bytes{`, `stockgate_redis_maxmemory_bytes{`,
 	} {
 		if code != 200 || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics (status %d) lacks %q", code, want)

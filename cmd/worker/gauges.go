@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/stock"
 	"github.com/stockgate/stockgate/internal/telemetry"
 )
@@ -42,7 +44,7 @@ func registerGauges(ctx context.Context, rdb redis.UniversalClient, pool *pgxpoo
 	err := errors.Join(
 		telemetry.RegisterRedisPool("stock", rdb),
 		telemetry.RegisterPgxPool(pool),
-		telemetry.RegisterQueues(in, queues...),
+		telemetry.RegisterQueues(in, withSettled(queues)...),
 		telemetry.RegisterHolds(holds.Get),
 		telemetry.RegisterStock(levels.Get, stockGaugeSKUs),
 	)
@@ -90,4 +92,14 @@ func (g *stockGauges) sample(ctx context.Context) (telemetry.StockSample, error)
 		}
 	}
 	return out, nil
+}
+
+// withSettled adds to queues the settled queue of each, where the sweeper
+// keeps the archived tasks it has handled (orders.SettledQueue).
+func withSettled(queues []string) []string {
+	out := slices.Clone(queues)
+	for _, q := range queues {
+		out = append(out, orders.SettledQueue(q))
+	}
+	return out
 }

@@ -111,8 +111,8 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	sweeper, err := worker.NewSweeper(gate, store, worker.SweeperConfig{
-		Interval: cfg.SweepInterval, Archive: inspector, Queues: queues, Ledger: cat, Logger: log,
-		Lease: sweepLease, FullPassInterval: cfg.FullPassInterval})
+		Interval: cfg.SweepInterval, Archive: inspector, ArchiveClient: asynq.NewClientFromRedisClient(qrdb),
+		Queues: queues, Ledger: cat, Logger: log, Lease: sweepLease, FullPassInterval: cfg.FullPassInterval})
 	if err != nil {
 		return err
 	}
@@ -121,6 +121,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	defer stopGauges()
+	// Read in the background: an alert on used/max fires before a sale
+	// fills Redis (docs/reliability.md, "Redis is full").
+	stopMemory, err := telemetry.RegisterRedisMemory(rdb, 0)
+	if err != nil {
+		return err
+	}
+	defer stopMemory()
 
 	// The admin server starts first: a bad --admin-addr should fail the
 	// start, not surface after orders were taken.

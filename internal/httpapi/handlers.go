@@ -103,6 +103,9 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 		s.duplicate(w, r, o.OrderID)
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, inv.Error(), "the order is "+inv.Error())
+	case errors.Is(err, stockgate.ErrRedisFull):
+		s.cfg.Logger.WarnContext(r.Context(), "api: redis is full (maxmemory); order refused", "order_id", o.OrderID)
+		writeError(w, http.StatusServiceUnavailable, "redis_full", "the order queue is full right now; nothing was enqueued; try again later")
 	default:
 		s.unavailable(w, r, err)
 	}

@@ -225,6 +225,31 @@ func TestUnavailable(t *testing.T) {
 	testsvc.Poll(t, 30*time.Second, "/readyz once Redis is back", func() bool { return b.do(t, "GET", "/readyz", "").code == 200 })
 }
 
+// TestRedisFull: a Redis at its maxmemory refuses new orders with 503
+// redis_full and Retry-After, while reads go on answering.
+func TestRedisFull(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{}, setupOpts{ownRedis: true})
+	if _, err := b.gate.Set(context.Background(), "SKU-1", 5); err != nil {
+		t.Fatal(err)
+	}
+	rdb := b.redis.Client(0)
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.ConfigSet(context.Background(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := b.do(t, "POST", "/v1/orders", orderJSON("full-1", 1))
+	if r.code != 503 || r.err.Reason != "redis_full" || r.header.Get("Retry-After") == "" {
+		t.Errorf("POST /v1/orders with Redis full = %d %s, want 503 redis_full with Retry-After", r.code, r.body)
+	}
+	if r := b.do(t, "GET", "/v1/stock/SKU-1", ""); r.code != 200 {
+		t.Errorf("GET /v1/stock/SKU-1 with Redis full = %d %s, want 200", r.code, r.body)
+	}
+	if r := b.do(t, "GET", "/v1/orders/full-1", ""); r.code != 404 {
+		t.Errorf("GET /v1/orders/full-1 with Redis full = %d %s, want 404 (never enqueued)", r.code, r.body)
+	}
+}
+
 // TestShutdownDrains: SIGTERM's Shutdown answers long-polls at once with
 // their order's state instead of waiting out their 30 s.
 func TestShutdownDrains(t *testing.T) {

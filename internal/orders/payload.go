@@ -56,6 +56,13 @@ const (
 	maxHoldLen = 32
 )
 
+// SettledQueue is where the sweeper keeps the archived tasks of queue that
+// it has handled (docs/design.md, "The sweeper and archived tasks"): a queue
+// no worker consumes, whose archive operators read in /monitoring/ like any
+// other. Moving them there keeps queue's own archive down to the tasks
+// still to be handled.
+func SettledQueue(queue string) string { return queue + ".settled" }
+
 // Line is one SKU and quantity of an order.
 type Line struct {
 	SKU string `json:"sku"`

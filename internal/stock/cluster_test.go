@@ -18,42 +18,6 @@ import (
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
 
-// newClusterNode starts a private redis-server in cluster mode that owns
-// every slot: a one-node Redis Cluster. It refuses a script whose keys
-// span two slots (CROSSSLOT), just as a real cluster would.
-func newClusterNode(t *testing.T) *testsvc.Redis {
-	t.Helper()
-	ctx := context.Background()
-	// The cluster bus needs a second port (port+10000 by default, which may
-	// be taken or out of range), so pick one, and retry a lost port race.
-	var r *testsvc.Redis
-	var err error
-	for range 3 {
-		var bus int
-		if bus, err = testsvc.FreePort(); err != nil {
-			continue
-		}
-		r, err = testsvc.StartRedis(t.TempDir(), "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
-			"--cluster-node-timeout", "1000")
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("StartRedis in cluster mode: %v", err)
-	}
-	t.Cleanup(r.Stop)
-	c := r.Client(0)
-	defer c.Close()
-	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
-		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
-	}
-	testsvc.Poll(t, 10*time.Second, "cluster_state:ok", func() bool {
-		return strings.Contains(c.ClusterInfo(ctx).Val(), "cluster_state:ok")
-	})
-	return r
-}
-
 // sameSlotSKU finds a SKU other than sku that hashes to sku's slot.
 func sameSlotSKU(t *testing.T, sku string) string {
 	t.Helper()
@@ -81,7 +45,7 @@ func TestSlot(t *testing.T) {
 	// only with cluster support enabled ("ERR This instance has cluster
 	// support disabled" otherwise), hence the cluster-mode node.
 	ctx := context.Background()
-	r := newClusterNode(t)
+	r := testsvc.NewClusterNode(t)
 	c := r.Client(0)
 	t.Cleanup(func() { _ = c.Close() })
 
@@ -109,7 +73,7 @@ func TestClusterReserve(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	r := newClusterNode(t)
+	r := testsvc.NewClusterNode(t)
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{r.Addr}})
 	t.Cleanup(func() { _ = cc.Close() })
 	g := stock.New(cc, stock.Config{Retention: time.Hour})

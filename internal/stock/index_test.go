@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/testsvc"
 	"github.com/stockgate/stockgate/lua"
 )
 
@@ -248,7 +249,7 @@ func TestReserveFailsWhenItsMarkFails(t *testing.T) {
 func TestClusterHoldIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r := newClusterNode(t)
+	r := testsvc.NewClusterNode(t)
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{r.Addr}})
 	t.Cleanup(func() { _ = cc.Close() })
 	g := stock.New(cc, stock.Config{Retention: time.Hour})

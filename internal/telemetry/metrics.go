@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +34,7 @@ const (
 	StateKey = attribute.Key("state")
 	QueueKey = attribute.Key("queue")
 	SKUKey   = attribute.Key("sku")
+	AddrKey  = attribute.Key("addr")
 )
 
 func meter() metric.Meter { return otel.Meter(ScopeName) }
@@ -98,6 +101,27 @@ type StockSample struct {
 func RegisterStock(sample func(ctx context.Context) (StockSample, error), maxSKUs int) error {
 	_, err := registerStock(meter(), sample, maxSKUs)
 	return err
+}
+
+// DefaultRedisMemoryInterval is how often RegisterRedisMemory reads INFO
+// memory by default.
+const DefaultRedisMemoryInterval = 10 * time.Second
+
+// RegisterRedisMemory exports stockgate_redis_used_memory_bytes and
+// stockgate_redis_maxmemory_bytes (0 when Redis has no limit) for every
+// master of rdb, labelled addr: each master of a Redis Cluster, or the one
+// server. Redis refuses writes once used_memory passes maxmemory (under
+// noeviction, which stockgate needs), so an alert on their ratio fires
+// before a sale stalls (docs/reliability.md, "Redis is full").
+//
+// The values are read from INFO memory in the background, every interval
+// (DefaultRedisMemoryInterval when <= 0), not on a scrape: a scrape costs no
+// round trip to each master. A master whose last reading is older than
+// three intervals is left out rather than shown stale. stop ends the
+// background reads.
+func RegisterRedisMemory(rdb redis.UniversalClient, interval time.Duration) (stop func(), err error) {
+	_, stop, err = registerRedisMemory(meter(), rdb, interval)
+	return stop, err
 }
 
 // RegisterHolds exports stockgate_holds_outstanding from open, called once
@@ -380,4 +404,146 @@ func registerHolds(m metric.Meter, open func(ctx context.Context) (int64, error)
 		o.ObserveInt64(g, n)
 		return nil
 	}, g)
+}
+
+// memReading is one master's INFO memory.
+type memReading struct {
+	used, max int64
+	at        time.Time
+}
+
+// redisMemory keeps the last reading of every master.
+type redisMemory struct {
+	rdb      redis.UniversalClient
+	interval time.Duration
+	mu       sync.Mutex
+	last     map[string]memReading // by address
+}
+
+func registerRedisMemory(m metric.Meter, rdb redis.UniversalClient, interval time.Duration) (metric.Registration, func(), error) {
+	switch rdb.(type) {
+	case *redis.Client, *redis.ClusterClient:
+	default:
+		return nil, nil, fmt.Errorf("redis memory metrics: unsupported client %T", rdb)
+	}
+	if interval <= 0 {
+		interval = DefaultRedisMemoryInterval
+	}
+	used, err := m.Int64ObservableGauge("stockgate.redis.used_memory", metric.WithUnit("By"),
+		metric.WithDescription("Redis used_memory per master, from INFO memory."))
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis memory metrics: %w", err)
+	}
+	limit, err := m.Int64ObservableGauge("stockgate.redis.maxmemory", metric.WithUnit("By"),
+		metric.WithDescription("Redis maxmemory per master (0: no limit); past it, writes are refused with OOM."))
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis memory metrics: %w", err)
+	}
+	rm := &redisMemory{rdb: rdb, interval: interval, last: map[string]memReading{}}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for addr, r := range rm.fresh(time.Now()) {
+			a := metric.WithAttributes(AddrKey.String(addr))
+			o.ObserveInt64(used, r.used, a)
+			o.ObserveInt64(limit, r.max, a)
+		}
+		return nil
+	}, used, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis memory metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rm.run(ctx)
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			_ = reg.Unregister()
+		})
+	}
+	return reg, stop, nil
+}
+
+func (rm *redisMemory) run(ctx context.Context) {
+	t := time.NewTicker(rm.interval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, callbackTimeout)
+		_ = rm.read(rctx) // a master that does not answer is left out once its reading is stale
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// read takes one reading of every master.
+func (rm *redisMemory) read(ctx context.Context) error {
+	one := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return err
+		}
+		r, err := parseMemory(info)
+		if err != nil {
+			return err
+		}
+		r.at = time.Now()
+		rm.mu.Lock()
+		rm.last[c.Options().Addr] = r
+		rm.mu.Unlock()
+		return nil
+	}
+	switch c := rm.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, one)
+	case *redis.Client:
+		return one(ctx, c)
+	}
+	return nil
+}
+
+// fresh returns the readings taken within three intervals of now.
+func (rm *redisMemory) fresh(now time.Time) map[string]memReading {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	out := make(map[string]memReading, len(rm.last))
+	for addr, r := range rm.last {
+		if now.Sub(r.at) <= 3*rm.interval {
+			out[addr] = r
+		}
+	}
+	return out
+}
+
+// parseMemory reads used_memory and maxmemory from INFO memory's reply.
+func parseMemory(info string) (memReading, error) {
+	var r memReading
+	var seen int
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (k != "used_memory" && k != "maxmemory") {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return r, fmt.Errorf("INFO memory: %s=%q: %w", k, v, err)
+		}
+		if k == "used_memory" {
+			r.used = n
+		} else {
+			r.max = n
+		}
+		seen++
+	}
+	if seen != 2 {
+		return r, errors.New("INFO memory: used_memory or maxmemory missing")
+	}
+	return r, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/stockgate/stockgate/internal/testsvc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -330,6 +331,70 @@ func TestRegisterHolds(t *testing.T) {
 	}
 }
 
+// TestRegisterRedisMemory: used_memory and maxmemory of the one server, and
+// of every master of a Redis Cluster, read in the background; a master
+// that stops answering drops out once its reading is stale.
+func TestRegisterRedisMemory(t *testing.T) {
+	t.Parallel()
+	single := testsvc.NewRedis(t, "--maxmemory", "64mb")
+	node := testsvc.NewClusterNode(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{node.Addr}})
+	t.Cleanup(func() { _ = cc.Close() })
+	for _, c := range []struct {
+		name    string
+		rdb     redis.UniversalClient
+		addr    string
+		max     float64
+		stopped func()
+	}{
+		{"server", single.Client(0), single.Addr, 64 << 20, single.Stop},
+		// A one-node cluster does not know its own IP, so CLUSTER SLOTS
+		// names it by its port alone.
+		{"cluster", cc, node.Addr[strings.LastIndex(node.Addr, ":"):], 0, node.Stop},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newMeter(t)
+			_, stop, err := registerRedisMemory(b.meter, c.rdb, 10*time.Millisecond)
+			if err != nil {
+				t.Fatalf("registerRedisMemory: %v", err)
+			}
+			defer stop()
+			var got map[string]float64
+			testsvc.Poll(t, 10*time.Second, "a reading of "+c.addr, func() bool {
+				got = b.mustCollect(t)
+				return len(got) > 0
+			})
+			used, limit := -1.0, -1.0
+			for k, v := range got {
+				switch {
+				case strings.HasPrefix(k, "stockgate.redis.used_memory{addr=") && strings.HasSuffix(k, c.addr+"}"):
+					used = v
+				case strings.HasPrefix(k, "stockgate.redis.maxmemory{addr=") && strings.HasSuffix(k, c.addr+"}"):
+					limit = v
+				}
+			}
+			if used <= 0 || limit != c.max || len(got) != 2 {
+				t.Errorf("collected %v; want used_memory > 0 and maxmemory = %v for %s, nothing else", got, c.max, c.addr)
+			}
+			c.stopped()
+			testsvc.Poll(t, 10*time.Second, "the stale reading to drop out", func() bool { return len(b.mustCollect(t)) == 0 })
+		})
+	}
+}
+
+func TestParseMemory(t *testing.T) {
+	t.Parallel()
+	r, err := parseMemory("# Memory\r\nused_memory:1024\r\nused_memory_human:1.00K\r\nmaxmemory:2048\r\nmaxmemory_policy:noeviction\r\n")
+	if err != nil || r.used != 1024 || r.max != 2048 {
+		t.Errorf("parseMemory = %+v, %v; want used 1024, max 2048", r, err)
+	}
+	for _, bad := range []string{"", "used_memory:1\r\n", "used_memory:x\r\nmaxmemory:0\r\n"} {
+		if _, err := parseMemory(bad); err == nil {
+			t.Errorf("parseMemory(%q) = nil error, want one", bad)
+		}
+	}
+}
+
 func TestRegisterNil(t *testing.T) {
 	t.Parallel()
 	b := newMeter(t)
@@ -339,6 +404,7 @@ func TestRegisterNil(t *testing.T) {
 		"queues": second(registerQueues(b.meter, nil, "orders")),
 		"stock":  second(registerStock(b.meter, nil, 0)),
 		"holds":  second(registerHolds(b.meter, nil)),
+		"memory": func() error { _, _, err := registerRedisMemory(b.meter, nil, 0); return err }(),
 	} {
 		if err == nil {
 			t.Errorf("register %s with nil = nil error, want one", name)

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,42 @@ func NewRedis(tb testing.TB, extra ...string) *Redis {
 		tb.Fatalf("StartRedis: %v", err)
 	}
 	tb.Cleanup(r.Stop)
+	return r
+}
+
+// NewClusterNode starts a private redis-server in cluster mode that owns
+// every slot: a one-node Redis Cluster. It refuses a script whose keys
+// span two slots (CROSSSLOT), just as a real cluster would.
+func NewClusterNode(t testing.TB) *Redis {
+	t.Helper()
+	ctx := context.Background()
+	// The cluster bus needs a second port (port+10000 by default, which may
+	// be taken or out of range), so pick one, and retry a lost port race.
+	var r *Redis
+	var err error
+	for range 3 {
+		var bus int
+		if bus, err = FreePort(); err != nil {
+			continue
+		}
+		r, err = StartRedis(t.TempDir(), "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+			"--cluster-node-timeout", "1000")
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("StartRedis in cluster mode: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	c := r.Client(0)
+	defer c.Close()
+	if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+	}
+	Poll(t, 10*time.Second, "cluster_state:ok", func() bool {
+		return strings.Contains(c.ClusterInfo(ctx).Val(), "cluster_state:ok")
+	})
 	return r
 }
 

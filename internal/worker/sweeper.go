@@ -37,10 +37,13 @@ type SweeperConfig struct {
 	Batch    int           // most holds looked at per sweep; default DefaultSweepBatch
 	// Archive, when set, lets the sweeper find order tasks that Asynq
 	// archived without a last attempt (their lease kept expiring), so that
-	// those orders too end with a row.
-	Archive *asynq.Inspector
-	// Queues are the queues whose archived tasks Archive is asked for;
-	// default the one queue orders.Queue.
+	// those orders too end with a row. ArchiveClient, needed with it, moves
+	// every archived task the sweeper has handled to the settled queue
+	// (sweepArchived).
+	Archive       *asynq.Inspector
+	ArchiveClient *asynq.Client
+	// Queues are the order queues whose archives the sweeper reads; default
+	// orders.Queue.
 	Queues []string
 	// Ledger records the units of cancellations after the sale that the
 	// sweeper finishes giving back (*catalog.Catalog).
@@ -55,9 +58,6 @@ type SweeperConfig struct {
 	// DefaultFullPassInterval.
 	FullPassInterval time.Duration
 }
-
-// archivedPerSweep bounds the archived tasks one sweep reads of each queue.
-const archivedPerSweep = 1000
 
 // Sweeper settles holds that outlived their deadline. Such a hold belongs to
 // an order whose handler died or gave up: the order gets an expired row if it
@@ -85,6 +85,9 @@ func NewSweeper(gate SweepGate, store SweepStore, cfg SweeperConfig) (*Sweeper, 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := cfg.validateArchive(); err != nil {
+		return nil, err
+	}
 	swept, err := otel.Meter(instrumentation).Int64Counter("stockgate.holds.swept",
 		metric.WithDescription("Expired holds settled by the sweeper, by action (committed or released)"))
 	if err != nil {
@@ -106,12 +109,15 @@ type SweepResult struct {
 	Expired   int // expired rows this sweep inserted
 	Committed int // orders whose holds were committed (their row was confirmed)
 	Released  int // orders whose holds were released
-	Archived  int // failed rows recorded for archived tasks
 	// CheckoutsExpired counts held rows this sweep moved to expired.
 	CheckoutsExpired int
 	// Returned counts cancellations after the sale whose units this sweep
 	// finished giving back.
 	Returned int
+	Archived int // rows recorded for archived tasks (failed, or rejected invalid)
+	// ArchivedRead counts the archived tasks read, Settled those moved out
+	// of their queue's archive once handled.
+	ArchivedRead, Settled int
 }
 
 // Run sweeps every Interval until ctx is done, while it holds the lease
@@ -127,10 +133,10 @@ func (s *Sweeper) Run(ctx context.Context) {
 			}
 			if res, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 				s.log.ErrorContext(ctx, "sweep failed", "err", err)
-			} else if res.Orders > 0 || res.Archived > 0 || res.CheckoutsExpired > 0 || res.Returned > 0 {
+			} else if res.Orders > 0 || res.Archived > 0 || res.Settled > 0 || res.CheckoutsExpired > 0 || res.Returned > 0 {
 				s.log.InfoContext(ctx, "swept expired holds", "orders", res.Orders, "expired", res.Expired,
-					"committed", res.Committed, "released", res.Released, "archived_failed", res.Archived,
-					"checkouts_expired", res.CheckoutsExpired, "returned", res.Returned)
+					"committed", res.Committed, "released", res.Released, "archived_decided", res.Archived,
+					"archived_settled", res.Settled, "checkouts_expired", res.CheckoutsExpired, "returned", res.Returned)
 			}
 		}
 		select {
@@ -169,10 +175,8 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 		errs = append(errs, err)
 	}
 	if s.cfg.Archive != nil {
-		for _, q := range s.cfg.Queues {
-			if err := s.sweepArchived(ctx, q, &res); err != nil {
-				errs = append(errs, err)
-			}
+		if err := s.sweepArchived(ctx, &res); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	span.SetAttributes(attribute.Int("holds.orders", res.Orders), attribute.Int("holds.expired", res.Expired),
@@ -209,56 +213,6 @@ func (s *Sweeper) settle(ctx context.Context, orderID string, skus []string, res
 		res.Released++
 	}
 	return nil
-}
-
-// sweepArchived records failed every order whose task sits archived with no
-// row (a worker that died on the task's last attempt, or kept losing its
-// lease, never got to), and its holds follow the row that stands. Archived
-// tasks with no usable order id were archived on purpose and are left
-// alone, as are the tasks themselves: operators still see them in
-// /monitoring/.
-func (s *Sweeper) sweepArchived(ctx context.Context, queue string, res *SweepResult) error {
-	var errs []error
-	for page := 1; page <= archivedPerSweep/100; page++ {
-		tasks, err := s.cfg.Archive.ListArchivedTasks(queue, asynq.Page(page), asynq.PageSize(100))
-		if err != nil {
-			if errors.Is(err, asynq.ErrQueueNotFound) {
-				return nil
-			}
-			return fmt.Errorf("list archived tasks of %s: %w", queue, err)
-		}
-		for _, ti := range tasks {
-			if ti.Type != orders.TaskType {
-				continue
-			}
-			o, err := orders.Decode(ti.Payload)
-			if err != nil {
-				continue // invalid input: archived with its reason, never accepted
-			}
-			if _, err := s.store.Get(ctx, o.OrderID); err == nil {
-				continue
-			} else if !errors.Is(err, orders.ErrNotFound) {
-				errs = append(errs, err)
-				continue
-			}
-			// A handler still running on a lost lease may confirm in
-			// between; the row decides and its holds then follow it.
-			_, inserted, _, err := s.flow.Conclude(ctx, orders.Record{
-				OrderID: o.OrderID, CustomerID: o.CustomerID, Status: orders.StatusFailed, Reason: orders.ReasonTaskArchived,
-				Detail: truncate(ti.LastErr, 200), PlacedAt: o.PlacedAt, PayloadHash: o.Hash(), Lines: o.Lines,
-			}, o.SKUs())
-			if inserted {
-				res.Archived++
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(tasks) < 100 {
-			break
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // countIn counts the elements of skus that are in set.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/stock"
+	"github.com/stockgate/stockgate/internal/testsvc"
 )
 
 func newTestSweeper(t *testing.T, b *pipeBundle, now func() time.Time) *Sweeper {
@@ -180,15 +182,22 @@ func TestSweeperArchivedTasks(t *testing.T) {
 	if err := b.insp.ArchiveTask(orders.Queue, info.ID); err != nil {
 		t.Fatalf("ArchiveTask: %v", err)
 	}
-	junk := asynq.NewTask(orders.TaskType, []byte(`{"no":"id"}`), asynq.Queue(orders.Queue), asynq.TaskID("junk-1"))
-	if _, err := b.ac.Enqueue(junk); err != nil {
-		t.Fatalf("Enqueue: %v", err)
-	}
-	if err := b.insp.ArchiveTask(orders.Queue, "junk-1"); err != nil {
-		t.Fatalf("ArchiveTask(junk): %v", err)
+	// Junk without a usable order id, and an invalid order with one whose
+	// worker could not record its rejection (Postgres down past its retries).
+	for id, payload := range map[string]string{
+		"junk-1":   `{"no":"id"}`,
+		"ar-bad-1": `{"order_id":"ar-bad-1","customer_id":"c-1","lines":[{"sku":"AR-1","qty":0}]}`,
+	} {
+		task := asynq.NewTask(orders.TaskType, []byte(payload), asynq.Queue(orders.Queue), asynq.TaskID(id))
+		if _, err := b.ac.Enqueue(task); err != nil {
+			t.Fatalf("Enqueue(%s): %v", id, err)
+		}
+		if err := b.insp.ArchiveTask(orders.Queue, id); err != nil {
+			t.Fatalf("ArchiveTask(%s): %v", id, err)
+		}
 	}
 
-	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, Ledger: b.catalog, Logger: slog.New(slog.DiscardHandler)})
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, ArchiveClient: b.ac, Ledger: b.catalog, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +206,8 @@ func TestSweeperArchivedTasks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SweepOnce #%d: %v", i, err)
 		}
-		if want := 1 - i; res.Archived != want {
-			t.Errorf("SweepOnce #%d recorded %d archived orders, want %d", i, res.Archived, want)
+		if want := 2 * (1 - i); res.Archived != want || res.Settled != want+1-i {
+			t.Errorf("SweepOnce #%d = %+v; want %d rows recorded and %d tasks settled", i, res, want, want+1-i)
 		}
 	}
 	rec, err := b.store.Get(ctx, o.OrderID)
@@ -208,7 +217,95 @@ func TestSweeperArchivedTasks(t *testing.T) {
 	if lv := b.assertSettled(t, "AR-1", 10); lv.Available != 10 {
 		t.Errorf("AR-1 = %+v, want the 3 held units back", lv)
 	}
-	if qi, err := b.insp.GetQueueInfo(orders.Queue); err != nil || qi.Archived != 2 {
-		t.Errorf("archived tasks = %v, %v; want both left for operators to see", qi, err)
+	bad, err := b.store.Get(ctx, "ar-bad-1")
+	if err != nil || bad.Status != orders.StatusRejected || !strings.HasPrefix(bad.Reason, "invalid: ") {
+		t.Errorf("Get(ar-bad-1) = %+v, %v; want rejected with an invalid: reason", bad, err)
+	}
+	// All three left the queue's archive for the settled queue's, where
+	// operators still see them with what the sweeper did.
+	if qi, err := b.insp.GetQueueInfo(orders.Queue); err != nil || qi.Archived != 0 {
+		t.Errorf("%s archived = %+v, %v; want 0", orders.Queue, qi, err)
+	}
+	settled := orders.SettledQueue(orders.Queue)
+	tasks, err := b.insp.ListArchivedTasks(settled)
+	if err != nil || len(tasks) != 3 {
+		t.Fatalf("ListArchivedTasks(%s) = %d tasks, %v; want 3", settled, len(tasks), err)
+	}
+	for _, ti := range tasks {
+		if ti.Headers[HeaderSettled] == "" || ti.Type != orders.TaskType {
+			t.Errorf("settled task %s = type %q, headers %v; want order:place with a %s header", ti.ID, ti.Type, ti.Headers, HeaderSettled)
+		}
+		if ti.ID == "junk-1" && !strings.Contains(ti.Headers[HeaderSettled], "no usable order id") {
+			t.Errorf("settled junk-1 %s = %q, want it to say it had no usable order id", HeaderSettled, ti.Headers[HeaderSettled])
+		}
+	}
+}
+
+// TestSweeperArchivedBehindJunk is issue 14's repro: 1,200 archived
+// order:place tasks with no usable order id sit in the orders queue's
+// archive (a storefront bug), then a valid order's task is archived before
+// any attempt decided it. The sweeper must still find that order and record
+// its row, however much junk was archived before it, and at a cost that does
+// not grow with the junk: the junk it has handled leaves the queue's archive,
+// so a later sweep reads none of it again.
+func TestSweeperArchivedBehindJunk(t *testing.T) {
+	t.Parallel()
+	b := setupPipeline(t)
+	b.stockSKU(t, "AJ-1", 10)
+	ctx := context.Background()
+	const junk = 1200
+	for i := range junk {
+		task := asynq.NewTask(orders.TaskType, []byte(`{"junk":1}`), asynq.Queue(orders.Queue), asynq.TaskID(fmt.Sprintf("junk-%04d", i)))
+		if _, err := b.ac.Enqueue(task); err != nil {
+			t.Fatalf("Enqueue(junk %d): %v", i, err)
+		}
+	}
+	if n, err := b.insp.ArchiveAllPendingTasks(orders.Queue); err != nil || n != junk {
+		t.Fatalf("ArchiveAllPendingTasks = %d, %v; want %d", n, err, junk)
+	}
+	// Asynq scores archived tasks in whole seconds: the order is archived in
+	// a later second than the junk, so it sorts after all of it.
+	junkAt := time.Now().Unix()
+	testsvc.Poll(t, 3*time.Second, "the next second", func() bool { return time.Now().Unix() > junkAt })
+
+	o := oneLine("aj-1", "c-1", "AJ-1", 2)
+	task, err := b.client.NewTask(ctx, o)
+	if err != nil {
+		t.Fatalf("NewTask: %v", err)
+	}
+	if _, err := b.ac.Enqueue(task, asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatalf("Enqueue(%s): %v", o.OrderID, err)
+	}
+	if err := b.insp.ArchiveTask(orders.Queue, o.OrderID); err != nil {
+		t.Fatalf("ArchiveTask(%s): %v", o.OrderID, err)
+	}
+
+	// The worker's sweeper runs; a few sweeps are plenty.
+	s, err := NewSweeper(b.gate, b.store, SweeperConfig{Archive: b.insp, ArchiveClient: b.ac, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.SweepOnce(ctx); err != nil {
+			t.Fatalf("SweepOnce #%d: %v", i, err)
+		}
+	}
+	rec, err := b.store.Get(ctx, o.OrderID)
+	if err != nil || rec.Status != orders.StatusFailed || rec.Reason != orders.ReasonTaskArchived {
+		t.Fatalf("after 3 sweeps Get(%s) = %+v, %v; want failed/%s (the order was orphaned behind %d archived junk tasks)",
+			o.OrderID, rec, err, orders.ReasonTaskArchived, junk)
+	}
+	b.assertSettled(t, "AJ-1", 10)
+
+	// What was handled left the queue's archive, and operators still find
+	// it, with its reason, in the settled queue's.
+	if qi, err := b.insp.GetQueueInfo(orders.Queue); err != nil || qi.Archived != 0 {
+		t.Errorf("%s archived = %+v, %v; want 0 left for the next sweeps to read", orders.Queue, qi, err)
+	}
+	if qi, err := b.insp.GetQueueInfo(orders.SettledQueue(orders.Queue)); err != nil || qi.Archived != junk+1 {
+		t.Errorf("%s archived = %+v, %v; want %d", orders.SettledQueue(orders.Queue), qi, err, junk+1)
+	}
+	if res, err := s.SweepOnce(ctx); err != nil || res.ArchivedRead != 0 {
+		t.Errorf("SweepOnce after = %+v, %v; want no archived task read", res, err)
 	}
 }
