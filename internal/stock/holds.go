@@ -124,6 +124,11 @@ type scriptCall struct {
 	keys   []string
 	args   []any
 	reply  func(vals []any, err error)
+	// sku is the call's first SKU, and effect says from a reply whether
+	// the call wrote and whether one of its orders relies on an earlier
+	// write (a hold or tombstone it found): both only matter with WAIT.
+	sku    string
+	effect func(vals []any) (wrote, relies bool)
 }
 
 // runOps runs a batch: one reserve call and one commit call per slot (and
@@ -151,7 +156,8 @@ func (g *Gate) runOps(ctx context.Context, ops []op) []opRes {
 
 // reserveCall is one reserve script call over the orders at idx.
 func (g *Gate) reserveCall(ops []op, idx []int, out []opRes) scriptCall {
-	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx))}
+	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx)),
+		sku: ops[idx[0]].reserve.lines[0].SKU, effect: reserveEffect}
 	c.args[0] = strconv.Itoa(len(idx))
 	for _, i := range idx {
 		r := ops[i].reserve
@@ -264,7 +270,8 @@ type commitRes struct {
 
 // commitCall is one commit script call over the orders at idx.
 func (g *Gate) commitCall(ops []op, idx []int, out []opRes) scriptCall {
-	c := scriptCall{script: commitScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 2, 2+3*len(idx))}
+	c := scriptCall{script: commitScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 2, 2+3*len(idx)),
+		sku: ops[idx[0]].commit.skus[0], effect: commitEffect}
 	c.args[0], c.args[1] = strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), strconv.Itoa(len(idx))
 	for _, i := range idx {
 		r := ops[i].commit
@@ -324,6 +331,10 @@ func (g *Gate) chunk(idx []int, of func(i int) (sku string, lines int)) [][]int 
 // NOSCRIPT), several in one pipeline, which a cluster client splits by
 // node.
 func (g *Gate) run(ctx context.Context, calls []scriptCall) {
+	if g.waitReplicas > 0 {
+		g.runWaited(ctx, calls)
+		return
+	}
 	if len(calls) == 1 {
 		c := calls[0]
 		vals, err := c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
