@@ -29,6 +29,8 @@ var (
 	rateLimit string
 	//go:embed rebuild.lua
 	rebuild string
+	//go:embed absorb.lua
+	absorb string
 )
 
 // The scripts as Redis runs them. A new script is one more .lua file with
@@ -48,4 +50,7 @@ var (
 	RateLimit = prelude + rateLimit
 	// Rebuild restores a SKU's counters from Postgres after Redis lost them.
 	Rebuild = prelude + rebuild
+	// Absorb sells, on a fenced SKU, the units of confirmed orders whose
+	// holds a failover lost.
+	Absorb = prelude + absorb
 )

@@ -20,6 +20,7 @@ var scripts = map[string]string{
 	"add.lua":       lua.Add,
 	"ratelimit.lua": lua.RateLimit,
 	"rebuild.lua":   lua.Rebuild,
+	"absorb.lua":    lua.Absorb,
 }
 
 func readFile(t *testing.T, name string) string {
