@@ -36,7 +36,9 @@ import (
 //     what a failover costs with neither, and reconcile flags it.
 //
 // The queue's master and the SKU set's are kept off the victim: the WAIT
-// covers the stock, not Asynq's enqueue (docs/reliability.md).
+// covers the stock, not Asynq's enqueue (docs/reliability.md). Once the
+// replica has taken over, the old master is started again and rejoins as
+// its replica.
 func TestClusterFailover(t *testing.T) {
 	slow(t)
 	for _, tc := range []struct {
@@ -114,6 +116,14 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	if err := syscall.Kill(replica.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// What the master had already sent would still reach the replica from
+	// its socket's buffer when it resumes: cut the link, so that whatever
+	// the master acknowledges from now on is in its backlog alone.
+	mc := victim.Client(0)
+	if err := mc.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		t.Fatalf("CLIENT KILL TYPE replica: %v", err)
+	}
+	_ = mc.Close()
 	behind := rows()
 	eventually(3*time.Second, func() bool { return rows() >= behind+150 })
 	atKill := rows()
@@ -128,6 +138,12 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	testsvc.Poll(t, time.Minute, "the replica to take over", func() bool {
 		return ownerOf(t, cl, stock.Slot(s.sku)) == replica.Addr
 	})
+	// The dead node comes back, as an operator would bring it back, and
+	// rejoins as the new master's replica: with WAIT, the new master's SKUs
+	// sell again only once it has one (docs/design.md, "Failover").
+	if err := victim.Start(); err != nil {
+		t.Fatalf("restart the old master: %v", err)
+	}
 
 	decided := eventually(5*time.Minute, func() bool { return rows() >= s.buyers })
 	gate := stock.New(cc, stock.Config{})
@@ -153,15 +169,17 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	}
 	l := lv[0]
 	var repaired int64
+	repairs := 0
 	for _, w := range workers {
 		repaired += lostUnits(w.Output())
+		repairs += strings.Count(w.Output(), `"msg":"failover repair done"`)
 	}
 	stocked := int64(s.units)
 	drift := confirmedQty - l.Sold // confirmed units Redis does not count as sold
 	oversold := max(0, confirmedQty-stocked, l.Sold-stocked)
 	rec := testsvc.RunCommand(t, commandTimeout, filepath.Join(binDir, "stockctl"), env, "reconcile")
-	line := fmt.Sprintf("chaos: %-34s orders=%d rows=%d confirmed=%d lost_holds_repaired=%d unrepaired_drift=%d oversold=%d held=%d reconcile_exit=%d seconds=%.0f",
-		"TestClusterFailover/"+name, s.buyers, total, confirmed, repaired, drift, oversold, l.Held, rec.Code, time.Since(start).Seconds())
+	line := fmt.Sprintf("chaos: %-34s orders=%d rows=%d confirmed=%d repairs=%d lost_holds_repaired=%d unrepaired_drift=%d oversold=%d held=%d reconcile_exit=%d seconds=%.0f",
+		"TestClusterFailover/"+name, s.buyers, total, confirmed, repairs, repaired, drift, oversold, l.Held, rec.Code, time.Since(start).Seconds())
 	fmt.Println(line)
 	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
 		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
@@ -186,6 +204,9 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 		if (rec.Code == 0) != (oversold == 0) {
 			t.Errorf("stockctl reconcile exit %d with %d oversold:\n%s%s", rec.Code, oversold, rec.Stdout, rec.Stderr)
 		}
+	}
+	if watch && repairs == 0 {
+		t.Errorf("no worker logged a failover repair")
 	}
 	if wait && (oversold != 0 || repaired != 0) {
 		t.Errorf("with WAIT: %d oversold, %d units of confirmed orders lost by the failover; want 0, 0", oversold, repaired)
