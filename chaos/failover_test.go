@@ -155,12 +155,14 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 		n, err := cc.ZCard(ctx, stock.DeadlinesKey(s.sku)).Result()
 		return err == nil && n == 0
 	})
-	var confirmed, confirmedQty int64
+	var confirmed, expired, failed, confirmedQty int64
 	var total int
 	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'),
-		coalesce(sum(l.qty) FILTER (WHERE status = 'confirmed'), 0)
-		FROM orders o JOIN order_lines l USING (order_id) WHERE order_id LIKE $1`, s.run+"-%").Scan(
-		&total, &confirmed, &confirmedQty); err != nil {
+		count(*) FILTER (WHERE status = 'expired'), count(*) FILTER (WHERE status = 'failed'),
+		coalesce((SELECT sum(l.qty) FROM order_lines l JOIN orders o USING (order_id)
+			WHERE o.status = 'confirmed' AND l.sku = $2), 0)
+		FROM orders WHERE order_id LIKE $1`, s.run+"-%", s.sku).Scan(
+		&total, &confirmed, &expired, &failed, &confirmedQty); err != nil {
 		t.Fatal(err)
 	}
 	lv, err := gate.Show(ctx, s.sku)
@@ -178,8 +180,8 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	drift := confirmedQty - l.Sold // confirmed units Redis does not count as sold
 	oversold := max(0, confirmedQty-stocked, l.Sold-stocked)
 	rec := testsvc.RunCommand(t, commandTimeout, filepath.Join(binDir, "stockctl"), env, "reconcile")
-	line := fmt.Sprintf("chaos: %-34s orders=%d rows=%d confirmed=%d repairs=%d lost_holds_repaired=%d unrepaired_drift=%d oversold=%d held=%d reconcile_exit=%d seconds=%.0f",
-		"TestClusterFailover/"+name, s.buyers, total, confirmed, repairs, repaired, drift, oversold, l.Held, rec.Code, time.Since(start).Seconds())
+	line := fmt.Sprintf("chaos: %-34s orders=%d rows=%d confirmed=%d expired=%d failed=%d repairs=%d lost_holds_repaired=%d unrepaired_drift=%d oversold=%d held=%d reconcile_exit=%d seconds=%.0f",
+		"TestClusterFailover/"+name, s.buyers, total, confirmed, expired, failed, repairs, repaired, drift, oversold, l.Held, rec.Code, time.Since(start).Seconds())
 	fmt.Println(line)
 	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
 		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
