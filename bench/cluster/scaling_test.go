@@ -115,10 +115,13 @@ func measure(t *testing.T, pg *testsvc.Postgres, w world, workers, wait, run int
 		"--concurrency", "32", "--wait", "--json")
 	after := sample(ctx, t, w.nodes)
 	var r struct {
-		Confirmed int                        `json:"confirmed"`
-		Seconds   float64                    `json:"seconds"`
-		PerSec    float64                    `json:"orders_per_sec"`
-		Latency   struct{ P50, P99 float64 } `json:"latency_ms"`
+		Confirmed int     `json:"confirmed"`
+		Seconds   float64 `json:"seconds"`
+		PerSec    float64 `json:"orders_per_sec"`
+		Latency   struct {
+			P50 float64 `json:"p50"`
+			P99 float64 `json:"p99"`
+		} `json:"latency_ms"`
 	}
 	if err := json.Unmarshal([]byte(lastLine(out)), &r); err != nil {
 		t.Fatalf("enqueue output %q: %v", out, err)
