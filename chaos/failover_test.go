@@ -20,7 +20,7 @@ import (
 )
 
 // TestClusterFailover: a 3-master, 3-replica Redis Cluster; in the middle of
-// a sale, the replica of the SKU's master falls behind (SIGSTOP, as a slow
+// a sale (2,000 buyers for 1,000 units), the replica of the SKU's master falls behind (SIGSTOP, as a slow
 // disk or a network stall would leave it), its master is killed (kill -9)
 // and the replica is promoted. Three ways:
 //
@@ -69,7 +69,7 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	}
 	t.Cleanup(pool.Close)
 
-	s := newSale("TestClusterFailover/"+name, 400, 2000)
+	s := newSale("TestClusterFailover/"+name, 1000, 2000)
 	keep := []string{cl.SlotOwner(t, stock.Slot("orders")), cl.SlotOwner(t, stock.Slot(stock.SKUsKey))}
 	for i := 0; ; i++ {
 		sku := fmt.Sprintf("CHAOS-FO-%s-%d", name, i)
@@ -108,7 +108,10 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 		}
 		return n
 	}
-	must("enqueue", "flash-sale", "--sku", s.sku, "--buyers", strconv.Itoa(s.buyers), "--run", s.run, "--concurrency", "16")
+	// Enqueued alongside, so that the fault lands early in the sale, while
+	// stock remains and every order still writes to Redis.
+	enq := testsvc.StartProcess(t, filepath.Join(binDir, "enqueue"), env,
+		"flash-sale", "--sku", s.sku, "--buyers", strconv.Itoa(s.buyers), "--run", s.run, "--concurrency", "16")
 	testsvc.Poll(t, 2*time.Minute, "100 rows", func() bool { return rows() >= 100 })
 
 	// The replica falls behind: the master goes on acknowledging writes it
@@ -127,8 +130,12 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	behind := rows()
 	eventually(3*time.Second, func() bool { return rows() >= behind+150 })
 	atKill := rows()
-	if atKill >= s.buyers {
-		t.Fatalf("the sale ended before the failover; it tested nothing")
+	var sold int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE order_id LIKE $1 AND status = 'confirmed'`, s.run+"-%").Scan(&sold); err != nil {
+		t.Fatal(err)
+	}
+	if sold >= s.units {
+		t.Fatalf("the stock was sold out (%d confirmed) before the failover; it tested nothing", sold)
 	}
 	victim.Stop() // SIGKILL
 	if err := syscall.Kill(replica.Pid(), syscall.SIGCONT); err != nil {
@@ -145,6 +152,14 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 		t.Fatalf("restart the old master: %v", err)
 	}
 
+	select {
+	case <-enq.Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("enqueue flash-sale still running two minutes after the failover")
+	}
+	if err := enq.Err(); err != nil {
+		t.Fatalf("enqueue flash-sale: %v\n%s", err, enq.Tail(2000))
+	}
 	decided := eventually(5*time.Minute, func() bool { return rows() >= s.buyers })
 	gate := stock.New(cc, stock.Config{})
 	quiet := decided && eventually(2*time.Minute, func() bool {
