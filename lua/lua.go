@@ -35,6 +35,8 @@ var (
 	unindex string
 	//go:embed lease.lua
 	lease string
+	//go:embed absorb.lua
+	absorb string
 )
 
 // The scripts as Redis runs them. A new script is one more .lua file with
@@ -61,4 +63,7 @@ var (
 	Unindex = prelude + unindex
 	// Lease takes, renews or gives up a lease.
 	Lease = prelude + lease
+	// Absorb sells, on a fenced SKU, the units of confirmed orders whose
+	// holds a failover lost.
+	Absorb = prelude + absorb
 )

@@ -23,6 +23,7 @@ var scripts = map[string]string{
 	"cancel.lua":    lua.Cancel,
 	"unindex.lua":   lua.Unindex,
 	"lease.lua":     lua.Lease,
+	"absorb.lua":    lua.Absorb,
 }
 
 func readFile(t *testing.T, name string) string {

@@ -137,7 +137,12 @@ end
 local function move_held(base, qty, to, order)
   redis.call("ZREM", KEYS[base + 5], order)
   redis.call("DECRBY", KEYS[base + 2], qty)
-  redis.call("INCRBY", KEYS[base + to], qty)
+  -- A missing available counter is a fenced SKU (after a failover, or a
+  -- partial loss): creating it here would unfence it with only these units.
+  -- The units go back when rebuild derives available from the other two.
+  if to ~= 1 or redis.call("EXISTS", KEYS[base + 1]) == 1 then
+    redis.call("INCRBY", KEYS[base + to], qty)
+  end
 end
 
 -- Writes one SKU's counters to KEYS[1..3] and returns them as the reply of

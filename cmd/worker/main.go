@@ -69,6 +69,9 @@ type Config struct {
 	RetryMax           time.Duration
 	PollInterval       time.Duration
 	QueueShards        int
+	WaitReplicas       int
+	WaitTimeout        time.Duration
+	FailoverCheck      time.Duration
 	LogLevel           string
 }
 
@@ -131,6 +134,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.PollInterval, "poll-interval", envDur("POLL_INTERVAL", worker.DefaultPollInterval),
 		"how long an idle worker waits before looking for new orders again; while orders arrive, the other dequeue loops look every 5ms [POLL_INTERVAL]")
 	config.RegisterQueueShards(fs, &env, &c.QueueShards)
+	registerFailover(fs, &env, &c)
 	fs.StringVar(&c.LogLevel, "log-level", config.Env("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := env.Err(); err != nil {
 		return c, err
@@ -174,6 +178,12 @@ func (c Config) validate() error {
 		return errors.New("--poll-interval must be between 1ms and 1m")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("--retry-base must be positive and at most --retry-max")
+	case c.WaitReplicas < 0 || c.WaitReplicas > 16:
+		return fmt.Errorf("--redis-wait-replicas %d must be 0..16", c.WaitReplicas)
+	case c.WaitReplicas > 0 && (c.WaitTimeout < time.Millisecond || c.WaitTimeout > c.HandlerTimeout/2):
+		return fmt.Errorf("--redis-wait-timeout %v must be at least 1ms and at most half of --handler-timeout %v", c.WaitTimeout, c.HandlerTimeout)
+	case c.FailoverCheck < 0:
+		return errors.New("--failover-check must be >= 0")
 	case orders.CheckQueueShards(c.QueueShards) != nil:
 		return fmt.Errorf("--queue-shards %d must be 1..%d", c.QueueShards, orders.MaxQueueShards)
 	}
@@ -200,6 +210,7 @@ func (c Config) logAttrs() []any {
 		"sweep_full_interval", c.FullPassInterval.String(),
 		"rate_limit", c.RateLimit, "retry_base", c.RetryBase.String(), "retry_max", c.RetryMax.String(), "poll_interval", c.PollInterval.String(),
 		"queue_shards", c.QueueShards,
+		"redis_wait_replicas", c.WaitReplicas, "redis_wait_timeout", c.WaitTimeout.String(), "failover_check", c.FailoverCheck.String(),
 	}
 }
 

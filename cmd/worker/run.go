@@ -84,7 +84,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	log.Info("migrations current", "applied_now", len(res.Applied), "version", res.Version)
 
-	gate := stock.New(rdb, stock.Config{})
+	gate := stock.New(rdb, cfg.gateConfig())
 	store := orderstore.New(pool)
 	cat := catalog.New(pool)
 	handler, err := worker.NewHandler(worker.Deps{Gate: gate, Store: store, Catalog: cat, Ledger: cat, Limiter: ratelimit.New(rdb)},
@@ -179,6 +179,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { sweeper.Run(sweepCtx) })
+	watchFailover(sweepCtx, &wg, cfg, rdb, gate, store, pool, log)
 	log.Info("worker ready", "queues", queues, "concurrency", cfg.Concurrency, "dequeue_loops", cfg.DequeueLoops, "admin_addr", adm.Addr())
 
 	<-ctx.Done()

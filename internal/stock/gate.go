@@ -81,6 +81,14 @@ type Config struct {
 	// (with more, a lone call nearly always finds a free slot and goes
 	// alone), Timeout to 5s.
 	Batch batch.Config
+	// WaitReplicas, when above 0, makes every reserve and commit script
+	// call wait (Redis WAIT, on the connection and master that ran it) until
+	// that many replicas have its writes, at most WaitTimeout (default
+	// DefaultWaitTimeout); fewer is ErrNotReplicated. It closes the window
+	// in which a failover loses a hold the order's row already relies on
+	// (docs/design.md, "Failover").
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // DefaultMaxBatch bounds the orders one reserve or commit script call takes.
@@ -100,6 +108,9 @@ type Gate struct {
 	retention time.Duration
 	cluster   bool
 	ops       *batch.Batcher[op, opRes]
+
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // New returns a Gate over rdb.
@@ -109,6 +120,9 @@ func New(rdb redis.UniversalClient, cfg Config) *Gate {
 		rdb:       rdb,
 		retention: cmp.Or(cfg.Retention, DefaultRetention),
 		cluster:   cfg.Cluster || isCluster,
+
+		waitReplicas: cfg.WaitReplicas,
+		waitTimeout:  cmp.Or(cfg.WaitTimeout, DefaultWaitTimeout),
 	}
 	bc := cfg.Batch
 	bc.MaxBatch = cmp.Or(bc.MaxBatch, DefaultMaxBatch)

@@ -128,6 +128,11 @@ type scriptCall struct {
 	// fail, so does the call, and its caller retries (a hold with no mark
 	// would wait for the sweeper's full pass).
 	marked bool
+	// sku is the call's first SKU, and effect says from a reply whether
+	// the call wrote and whether one of its orders relies on an earlier
+	// write (a hold or tombstone it found): both only matter with WAIT.
+	sku    string
+	effect func(vals []any) (wrote, relies bool)
 }
 
 // runOps runs a batch: one reserve call and one commit call per slot (and
@@ -164,7 +169,8 @@ func (g *Gate) runOps(ctx context.Context, ops []op) []opRes {
 
 // reserveCall is one reserve script call over the orders at idx.
 func (g *Gate) reserveCall(ops []op, idx []int, out []opRes) scriptCall {
-	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx)), marked: true}
+	c := scriptCall{script: reserveScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 1, 1+5*len(idx)), marked: true,
+		sku: ops[idx[0]].reserve.lines[0].SKU, effect: reserveEffect}
 	c.args[0] = strconv.Itoa(len(idx))
 	for _, i := range idx {
 		r := ops[i].reserve
@@ -277,7 +283,8 @@ type commitRes struct {
 
 // commitCall is one commit script call over the orders at idx.
 func (g *Gate) commitCall(ops []op, idx []int, out []opRes) scriptCall {
-	c := scriptCall{script: commitScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 2, 2+3*len(idx))}
+	c := scriptCall{script: commitScript, keys: make([]string, 0, 5*len(idx)), args: make([]any, 2, 2+3*len(idx)),
+		sku: ops[idx[0]].commit.skus[0], effect: commitEffect}
 	c.args[0], c.args[1] = strconv.FormatInt(max(g.retention.Milliseconds(), 1), 10), strconv.Itoa(len(idx))
 	for _, i := range idx {
 		r := ops[i].commit
@@ -335,8 +342,14 @@ func (g *Gate) chunk(idx []int, of func(i int) (sku string, lines int)) [][]int 
 
 // run sends a batch's index marks and script calls: a lone call with no
 // marks directly (EVALSHA, EVAL on NOSCRIPT), anything more in one
-// pipeline, marks first, which a cluster client splits by node.
+// pipeline, marks first, which a cluster client splits by node. With
+// WaitReplicas the marks go first on their own and each master's calls then
+// run with their WAIT (runWaited).
 func (g *Gate) run(ctx context.Context, calls []scriptCall, m marks) {
+	if g.waitReplicas > 0 {
+		g.runMarkedWaited(ctx, calls, m)
+		return
+	}
 	if len(calls) == 1 && len(m) == 0 {
 		c := calls[0]
 		vals, err := c.script.Run(ctx, g.rdb, c.keys, c.args...).Slice()
@@ -370,6 +383,38 @@ func (g *Gate) run(ctx context.Context, calls []scriptCall, m marks) {
 			err = markErr
 		}
 		c.reply(vals, err)
+	}
+}
+
+// runMarkedWaited is run under WaitReplicas. The index marks need no WAIT:
+// a mark a failover loses is found again by the sweeper's full pass. A
+// call that relies on them does not run when they fail, and its caller
+// retries, as in run.
+func (g *Gate) runMarkedWaited(ctx context.Context, calls []scriptCall, m marks) {
+	if len(m) > 0 {
+		var cmds []*redis.IntCmd
+		_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmds = m.queue(ctx, p)
+			return nil
+		})
+		for _, c := range cmds {
+			if err := c.Err(); err != nil {
+				err = fmt.Errorf("mark hold index: %w", err)
+				rest := calls[:0:0]
+				for _, c := range calls {
+					if c.marked {
+						c.reply(nil, err)
+					} else {
+						rest = append(rest, c)
+					}
+				}
+				calls = rest
+				break
+			}
+		}
+	}
+	if len(calls) > 0 {
+		g.runWaited(ctx, calls)
 	}
 }
 
