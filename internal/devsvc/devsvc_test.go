@@ -105,6 +105,15 @@ func TestStopPidFile(t *testing.T) {
 		_ = sleep.Process.Kill()
 		<-done
 	})
+	// Start returns once the child is in execve, which may not yet have
+	// set up its new argv (/proc/PID/cmdline reads empty meanwhile; a
+	// loaded machine stretches that window): the checks below need it.
+	for deadline := time.Now().Add(10 * time.Second); !slices.Equal(devsvc.Cmdline(sleep.Process.Pid), []string{"sleep", "300"}); {
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep's cmdline = %q after 10s, want [sleep 300]", devsvc.Cmdline(sleep.Process.Pid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	pidFile := filepath.Join(t.TempDir(), "sleep.pid")
 	write := func() {
 		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(sleep.Process.Pid)+"\n"), 0o644); err != nil {
