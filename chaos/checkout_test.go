@@ -196,27 +196,10 @@ func (c *cluster) settleCheckout(s sale, want orders.Status, timeout time.Durati
 	f.Oversold = max(0, confirmedQty-stocked, l.Sold-stocked)
 	f.Leaked = l.Held + max(0, stocked-l.Total())
 	line := fmt.Sprintf("chaos: %-34s %s", s.name, f)
-	fmt.Println(line)
-	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
-		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(fh, line)
-			fh.Close()
-		}
-	}
+	printFigures(line)
 	if !quiet {
 		t.Errorf("after %v: %d checkouts still held, or units still held, or orders left in the deadlines set", timeout, f.Held)
 	}
-	if r := c.run(nil, "stockctl", "reconcile"); r.Code != 0 {
-		t.Errorf("stockctl reconcile: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-	}
-	if f.Lost != 0 || f.Oversold != 0 || f.Leaked != 0 {
-		t.Errorf("lost %d, oversold %d, leaked %d; want 0, 0, 0", f.Lost, f.Oversold, f.Leaked)
-	}
-	if l.Available < 0 || l.Total() != stocked {
-		t.Errorf("I1: available %d + held %d + sold %d = %d, stocked %d in Postgres", l.Available, l.Held, l.Sold, l.Total(), stocked)
-	}
-	if l.Sold != confirmedQty {
-		t.Errorf("sold %d in Redis, confirmed quantities %d in Postgres", l.Sold, confirmedQty)
-	}
+	c.checkBooks(f.Lost, f.Oversold, f.Leaked, l, stocked, confirmedQty)
 	return f
 }

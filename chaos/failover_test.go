@@ -197,13 +197,7 @@ func runFailover(t *testing.T, name string, wait, watch bool) {
 	rec := testsvc.RunCommand(t, commandTimeout, filepath.Join(binDir, "stockctl"), env, "reconcile")
 	line := fmt.Sprintf("chaos: %-34s orders=%d rows=%d confirmed=%d expired=%d failed=%d repairs=%d lost_holds_repaired=%d unrepaired_drift=%d oversold=%d held=%d reconcile_exit=%d seconds=%.0f",
 		"TestClusterFailover/"+name, s.buyers, total, confirmed, expired, failed, repairs, repaired, drift, oversold, l.Held, rec.Code, time.Since(start).Seconds())
-	fmt.Println(line)
-	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
-		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(fh, line)
-			fh.Close()
-		}
-	}
+	printFigures(line)
 
 	// Every acknowledged order has its one row, and nothing stays held.
 	if !decided || total != s.buyers {

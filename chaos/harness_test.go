@@ -232,24 +232,27 @@ func (c *cluster) settle(s sale, timeout time.Duration) figures {
 	f.Oversold = max(0, confirmedQty-stocked, l.Sold-stocked)
 	f.Leaked = l.Held + max(0, stocked-l.Total())
 	line := fmt.Sprintf("chaos: %-34s %s", s.name, f)
-	fmt.Println(line)
-	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
-		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(fh, line)
-			fh.Close()
-		}
-	}
+	printFigures(line)
 
 	if !decided {
 		t.Errorf("only %d of %d orders had their row after %v", c.rows(s), s.buyers, timeout)
 	} else if !quiet {
 		t.Errorf("units still held, or orders left in the deadlines set, two minutes after every order had its row")
 	}
+	c.checkBooks(f.Lost, f.Oversold, f.Leaked, l, stocked, confirmedQty)
+	return f
+}
+
+// checkBooks is the end of every scenario: reconcile exits 0, nothing was
+// lost, oversold or leaked, and the SKU's counters agree with Postgres (I1).
+func (c *cluster) checkBooks(lost, oversold, leaked int64, l stock.Levels, stocked, confirmedQty int64) {
+	c.t.Helper()
+	t := c.t
 	if r := c.run(nil, "stockctl", "reconcile"); r.Code != 0 {
 		t.Errorf("stockctl reconcile: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if f.Lost != 0 || f.Oversold != 0 || f.Leaked != 0 {
-		t.Errorf("lost %d, oversold %d, leaked %d; want 0, 0, 0", f.Lost, f.Oversold, f.Leaked)
+	if lost != 0 || oversold != 0 || leaked != 0 {
+		t.Errorf("lost %d, oversold %d, leaked %d; want 0, 0, 0", lost, oversold, leaked)
 	}
 	if l.Available < 0 || l.Total() != stocked {
 		t.Errorf("I1: available %d + held %d + sold %d = %d, stocked %d in Postgres", l.Available, l.Held, l.Sold, l.Total(), stocked)
@@ -257,7 +260,18 @@ func (c *cluster) settle(s sale, timeout time.Duration) figures {
 	if l.Sold != confirmedQty {
 		t.Errorf("sold %d in Redis, confirmed quantities %d in Postgres", l.Sold, confirmedQty)
 	}
-	return f
+}
+
+// printFigures prints a scenario's figures line and appends it to
+// $CHAOS_FIGURES, which make chaos prints at the end.
+func printFigures(line string) {
+	fmt.Println(line)
+	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
+		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(fh, line)
+			fh.Close()
+		}
+	}
 }
 
 // wantSoldOut checks the outcome of a sale that every order reached: all

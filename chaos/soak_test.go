@@ -497,13 +497,7 @@ func (w *soakWorld) run() {
 	line := fmt.Sprintf("soak: seed=%d cycles=%d faults=%d seconds=%.0f %s", w.sc.seed, w.sched.next, w.faultsRun,
 		time.Since(w.start).Seconds(), w.summary())
 	t.Log(line)
-	fmt.Println(line)
-	if path := os.Getenv("CHAOS_FIGURES"); path != "" {
-		if fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(fh, line)
-			fh.Close()
-		}
-	}
+	printFigures(line)
 }
 
 func (w *soakWorld) summary() string {
