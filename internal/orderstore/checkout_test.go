@@ -137,9 +137,9 @@ func TestStoreCheckoutQueries(t *testing.T) {
 		t.Errorf("Unreturned = %+v, %v; want q-sold with its lines", un, err)
 	}
 	for want, f := range map[string]func() (map[string]int64, error){
-		"held":      func() (map[string]int64, error) { return b.store.HeldBySKU(ctx) },
+		"held":      func() (map[string]int64, error) { return Sums(ctx, b.store.EachHeld) },
 		"confirmed": func() (map[string]int64, error) { return b.store.ConfirmedBySKU(ctx) },
-		"returned":  func() (map[string]int64, error) { return b.store.CancelledAfterSaleBySKU(ctx) },
+		"returned":  func() (map[string]int64, error) { return Sums(ctx, b.store.EachReturned) },
 	} {
 		m, err := f()
 		wantMap := map[string]map[string]int64{

@@ -208,31 +208,21 @@ func scanRecord(row pgx.Row, skus *[]string, qtys *[]int64) (orders.Record, erro
 // cancelled after its sale is not confirmed any more, so this is the
 // confirmed quantities minus those cancelled after confirm.
 func (s *Store) ConfirmedBySKU(ctx context.Context) (map[string]int64, error) {
-	return s.sumBySKU(ctx, "confirmed by sku", `o.status = 'confirmed'`)
+	return Sums(ctx, s.EachConfirmed)
 }
 
-// HeldBySKU sums the quantities of held orders (checkouts in progress) per
-// SKU: on a quiet system, every unit Redis holds belongs to one of them.
-func (s *Store) HeldBySKU(ctx context.Context) (map[string]int64, error) {
-	return s.sumBySKU(ctx, "held by sku", `o.status = 'held'`)
-}
-
-// CancelledAfterSaleBySKU sums, per SKU, the quantities of orders cancelled
-// after their sale: units that were sold and went back to available.
-func (s *Store) CancelledAfterSaleBySKU(ctx context.Context) (map[string]int64, error) {
-	return s.sumBySKU(ctx, "cancelled after sale by sku", `o.status = 'cancelled' AND o.previous_status = 'confirmed'`)
-}
-
-func (s *Store) sumBySKU(ctx context.Context, what, where string) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT l.sku, sum(l.qty)::bigint
-		FROM order_lines l JOIN orders o ON o.order_id = l.order_id
-		WHERE `+where+`
-		GROUP BY l.sku`)
+// Sums collects one of the per-SKU streams (EachConfirmed, EachHeld,
+// EachReturned) into a map, for a catalogue small enough to hold.
+func Sums(ctx context.Context, each func(ctx context.Context, fn func(sku string, qty int64) error) error) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := each(ctx, func(sku string, qty int64) error {
+		out[sku] = qty
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, err
 	}
-	return collectMap(rows, what)
+	return out, nil
 }
 
 // EachConfirmed calls fn with every SKU that confirmed orders bought and
@@ -277,23 +267,6 @@ func (s *Store) eachBySKU(ctx context.Context, what, where string, fn func(sku s
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
-}
-
-func collectMap(rows pgx.Rows, what string) (map[string]int64, error) {
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var k string
-		var v int64
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out[k] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
 }
 
 // sortedLines merges lines naming the same SKU and sorts them by SKU: the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stockgate/stockgate/internal/orders"
 	"github.com/stockgate/stockgate/internal/orders/ordertest"
+	"github.com/stockgate/stockgate/internal/orderstore"
 	"github.com/stockgate/stockgate/internal/testsvc"
 )
 
@@ -261,7 +262,7 @@ func TestCheckoutRaces(t *testing.T) {
 	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM stock_movements WHERE op = 'cancel'`).Scan(&movements); err != nil {
 		t.Fatal(err)
 	}
-	after, err := b.store.CancelledAfterSaleBySKU(ctx)
+	after, err := orderstore.Sums(ctx, b.store.EachReturned)
 	if err != nil {
 		t.Fatal(err)
 	}
